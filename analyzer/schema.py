@@ -1,0 +1,106 @@
+"""DDL for the analyzer's tables: findings, their occurrences, per-trace summaries, and state.
+
+These tables are the contract between the analyzer (writer) and the API and weekly report (readers).
+
+``findings``: one row per problem, keyed by a stable fingerprint (see ARCHITECTURE.md "Findings").
+  ``id`` is the first 16 hex chars of ``fingerprint`` (itself the sha256 hex of the canonical key
+  ``kind, service, endpoint, pattern``), so the same problem keeps its id across runs and restarts.
+  ``severity`` is ``'low' | 'medium' | 'high'``. ``endpoint`` is the ``http.route`` of the root server
+  span (``''`` when the trace has none). ``impact_ms`` is the estimated time wasted, summed over all
+  occurrences. ``evidence`` is kind-specific JSON. ``code_*`` is the most common code location.
+
+``finding_occurrences``: one row per (finding, trace) with that trace's share of the problem;
+  the API filters findings by time window by aggregating these. ``span_ids`` are the offending spans,
+  highlighted in the waterfall.
+
+``trace_summaries``: one row per analysed trace (the root server span plus its descendants):
+  latency, error flag and an exclusive-time breakdown. Feeds ``/api/endpoints``, ``slow_endpoint`` and
+  the weekly report. Time columns are nanoseconds; ``*_count`` are span counts.
+
+``analyzer_state``: key/value watermarks of the incremental analyzer.
+"""
+
+from __future__ import annotations
+
+from tracehound.collector.schema import check_and_migrate
+
+ANALYZER_COMPONENT = "analyzer"
+ANALYZER_SCHEMA_VERSION = 1
+
+FINDINGS_DDL = """
+CREATE TABLE IF NOT EXISTS findings (
+    id                VARCHAR PRIMARY KEY,
+    fingerprint       VARCHAR NOT NULL,
+    kind              VARCHAR NOT NULL,
+    severity          VARCHAR NOT NULL,
+    service           VARCHAR NOT NULL,
+    endpoint          VARCHAR NOT NULL,
+    title             VARCHAR NOT NULL,
+    occurrences       BIGINT NOT NULL,
+    first_seen        TIMESTAMP_NS NOT NULL,
+    last_seen         TIMESTAMP_NS NOT NULL,
+    impact_ms         DOUBLE NOT NULL,
+    evidence          JSON NOT NULL,
+    example_trace_ids VARCHAR[] NOT NULL,
+    code_filepath     VARCHAR,
+    code_lineno       INTEGER,
+    code_function     VARCHAR,
+    fix_hint          VARCHAR NOT NULL,
+    updated_at        TIMESTAMP NOT NULL
+)
+"""
+
+FINDING_OCCURRENCES_DDL = """
+CREATE TABLE IF NOT EXISTS finding_occurrences (
+    finding_id  VARCHAR NOT NULL,
+    trace_id    VARCHAR NOT NULL,
+    "timestamp" TIMESTAMP_NS NOT NULL,
+    impact_ms   DOUBLE NOT NULL,
+    span_count  INTEGER NOT NULL,
+    duration_ms DOUBLE NOT NULL,
+    span_ids    VARCHAR[] NOT NULL
+)
+"""
+
+TRACE_SUMMARIES_DDL = """
+CREATE TABLE IF NOT EXISTS trace_summaries (
+    trace_id         VARCHAR NOT NULL,
+    service          VARCHAR NOT NULL,
+    endpoint         VARCHAR NOT NULL,
+    http_method      VARCHAR NOT NULL,
+    http_status_code INTEGER,
+    start            TIMESTAMP_NS NOT NULL,
+    duration_ns      BIGINT NOT NULL,
+    is_error         BOOLEAN NOT NULL,
+    span_count       INTEGER NOT NULL,
+    db_count         INTEGER NOT NULL,
+    db_ns            BIGINT NOT NULL,
+    cache_count      INTEGER NOT NULL,
+    cache_hits       INTEGER NOT NULL,
+    cache_misses     INTEGER NOT NULL,
+    cache_ns         BIGINT NOT NULL,
+    http_count       INTEGER NOT NULL,
+    http_ns          BIGINT NOT NULL,
+    template_ns      BIGINT NOT NULL,
+    self_ns          BIGINT NOT NULL
+)
+"""
+
+ANALYZER_STATE_DDL = """
+CREATE TABLE IF NOT EXISTS analyzer_state (
+    key   VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+)
+"""
+
+ANALYZER_MIGRATIONS = {
+    1: [FINDINGS_DDL, FINDING_OCCURRENCES_DDL, TRACE_SUMMARIES_DDL, ANALYZER_STATE_DDL],
+}
+
+
+def ensure_analyzer_schema(con) -> int:
+    """Create or migrate the analyzer's tables on ``con``; returns the version found before.
+
+    Raises :class:`tracehound.collector.schema.SchemaTooNewError` for a newer database.
+    """
+    return check_and_migrate(con, ANALYZER_COMPONENT, ANALYZER_SCHEMA_VERSION, ANALYZER_MIGRATIONS)

@@ -1,0 +1,3 @@
+"""tracehound: find performance problems in Flask apps from OpenTelemetry traces."""
+
+__version__ = "0.1.0"
