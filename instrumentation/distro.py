@@ -8,6 +8,9 @@
 ``OTEL_EXPORTER_OTLP_PROTOCOL``    ``http/protobuf`` (endpoint default ``http://localhost:4318``)
 ``OTEL_METRICS_EXPORTER``          ``none``
 ``OTEL_LOGS_EXPORTER``             ``none``
+``OTEL_SEMCONV_STABILITY_OPT_IN``  ``http/dup,database/dup`` (old AND new semconv names, e.g.
+                                   ``http.method`` and ``http.request.method``, ``db.statement``
+                                   and ``db.query.text``: the analyzer reads either)
 =================================  ================
 
 It also passes tracehound's ``response_hook`` to the redis instrumentation (``cache.hit`` on
@@ -33,6 +36,7 @@ DEFAULTS = {
     "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     "OTEL_METRICS_EXPORTER": "none",
     "OTEL_LOGS_EXPORTER": "none",
+    "OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup,database/dup",
 }
 
 configured = False

@@ -14,7 +14,8 @@ import redis
 from flask import Flask, jsonify
 from flask_caching import Cache
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import ForeignKey, select
+from opentelemetry import trace
+from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -32,19 +33,26 @@ SUFFIX = os.environ.get("SHOP_TABLE_SUFFIX", "")
 class Author(db.Model):
     __tablename__ = f"th_author{SUFFIX}"
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str]
+    name: Mapped[str] = mapped_column(String(80))
     books: Mapped[list[Book]] = relationship(back_populates="author")
 
 
 class Book(db.Model):
     __tablename__ = f"th_book{SUFFIX}"
     id: Mapped[int] = mapped_column(primary_key=True)
-    title: Mapped[str]
+    title: Mapped[str] = mapped_column(String(80))
     author_id: Mapped[int] = mapped_column(ForeignKey(f"th_author{SUFFIX}.id"))
     author: Mapped[Author] = relationship(back_populates="books")
 
 
 def create_app() -> Flask:
+    """Build the app; the set-up queries run inside a ``shop.startup`` span carrying the pid."""
+    tracer = trace.get_tracer("shop")
+    with tracer.start_as_current_span("shop.startup", attributes={"app.pid": os.getpid()}):
+        return _create_app()
+
+
+def _create_app() -> Flask:
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = os.environ.get("SHOP_DB_URL", "sqlite:///shop.sqlite")
     app.config["CACHE_TYPE"] = os.environ.get("SHOP_CACHE_TYPE", "SimpleCache")
@@ -111,6 +119,7 @@ def register(app: Flask) -> None:
 
     @app.route("/pid")
     def pid():
+        trace.get_current_span().set_attribute("app.pid", os.getpid())
         return jsonify({"pid": os.getpid()})
 
 
