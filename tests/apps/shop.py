@@ -101,7 +101,7 @@ def register(app: Flask) -> None:
         second = book_title(1)
         return jsonify({"before": hit_before, "values": values, "memo": [first, second]})
 
-    @app.route("/cached")
+    @app.route("/cached")  # MARK:cached_view
     @cache.cached(timeout=60)
     def cached_view():
         return jsonify({"n": db.session.scalar(select(Book.id).limit(1))})
