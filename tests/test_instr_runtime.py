@@ -51,10 +51,8 @@ def test_gunicorn_every_worker_exports(tmp_path, preload):
             deadline = time.monotonic() + 20
             while len(seen) < 2 and time.monotonic() < deadline:
                 seen.add(get(f"http://127.0.0.1:{port}/pid")["pid"])
-            requests_made = 0
             for _ in range(10):
                 get(f"http://127.0.0.1:{port}/pid")
-                requests_made += 1
         assert len(seen) == 2
         spans = server.spans(min_count=12)
     # Every worker's spans arrive, including those still queued when the workers stopped.
