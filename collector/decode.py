@@ -1,35 +1,40 @@
-"""OTLP ``ExportTraceServiceRequest`` -> one Arrow table shaped like ``otel_traces``.
+"""OTLP ``ExportTraceServiceRequest`` -> columnar Arrow batches ready for ``otel_traces``.
 
-Decoding is columnar: every span is visited once and its fields are appended to flat Python
-lists (one per column, plus flat key/value/offset lists for the attribute maps); the lists become
-Arrow arrays in one go at the end. Resource- and scope-level columns are built once per resource /
-scope and expanded to one row per span with Arrow ``take`` (no per-span Python work for them).
+Decoding is columnar: each scope's spans are read field by field with list comprehensions into
+flat Python lists, attribute maps into flat key / value / offset lists; the lists become Arrow
+arrays once per request, and checks (ids, times, value lengths) run vectorised with
+``pyarrow.compute``. Resource- and scope-level columns are *not* repeated per span: a batch holds
+three tables (spans, resources, scopes) and the writer joins them in SQL while inserting
+(:data:`INSERT_SQL`), which is cheaper than converting one attribute map per span.
 
-Values are rendered like pdata's ``Value.AsString()`` (see :mod:`tracehound.collector.schema`).
+Values are rendered like pdata's ``Value.AsString()`` (:mod:`tracehound.collector.anyvalue`).
 
-Limits (documented in the README, section "Collector"):
+Limits (also in the README, section "Collector"):
 
 * :data:`MAX_ATTRIBUTES` per attribute map (span, resource, scope, event, link): the first
-  ``MAX_ATTRIBUTES`` are kept, the rest are dropped and added to that map's
-  ``DroppedAttributesCount`` (the same rule the OTel SDK applies with its attribute count limit).
+  ``MAX_ATTRIBUTES`` are kept and the rest added to that map's ``DroppedAttributesCount`` (the rule
+  the OTel SDK applies with its attribute count limit).
 * :data:`MAX_VALUE_CHARS` per attribute value (after rendering to text): longer values are cut to
   that length, as the SDK's attribute value length limit does.
+* A repeated key in one map (the OTLP spec forbids it): the first value is kept, the repeats are
+  counted as dropped.
 
-Both are reported to the client as a warning in ``partial_success.error_message`` (with
-``rejected_spans`` 0, which the OTLP spec allows for warnings). Spans whose ``trace_id`` is not 16
-bytes or whose ``span_id`` is not 8 bytes (or all zero) cannot be stored: they are counted in
-``rejected_spans`` with a message, and the other spans are stored.
+These are reported to the client as warnings in ``partial_success.error_message`` with
+``rejected_spans`` 0 (the OTLP spec allows warnings). Spans whose ``trace_id`` is not 16 bytes or
+whose ``span_id`` is not 8 bytes (or either is all zero), or whose times do not fit int64
+nanoseconds, cannot be stored: they are counted in ``rejected_spans`` with a message, and the other
+spans of the request are stored.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import math
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from .anyvalue import render_value
+from .schema import OTEL_TRACES_COLUMNS
 from .store import otel_traces_arrow_schema
 
 #: Attributes kept per attribute map; the rest are counted as dropped (OTel SDK default is 128).
@@ -41,31 +46,64 @@ MAX_MESSAGES = 5
 
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES = ("Unset", "Ok", "Error")
-_ZERO_TRACE = bytes(16)
-_ZERO_SPAN = bytes(8)
+_KIND_NAMES = pa.array(SPAN_KINDS)
+_STATUS_NAMES = pa.array(STATUS_CODES)
 _MAX_NS = (1 << 63) - 1
+_ZERO_TRACE_HEX = "0" * 32
+_ZERO_SPAN_HEX = "0" * 16
 
-_SCHEMA = None
+_TS = pa.timestamp("ns")
+_U32 = pa.uint32()
+_STR = pa.string()
+_I32 = pa.int32()
+_MAP = pa.map_(pa.string(), pa.string())
+
+RESOURCE_COLUMNS = (
+    "ServiceName",
+    "ResourceAttributes",
+    "ResourceSchemaUrl",
+    "ResourceDroppedAttributesCount",
+)
+SCOPE_COLUMNS = (
+    "ScopeName",
+    "ScopeVersion",
+    "ScopeAttributes",
+    "ScopeSchemaUrl",
+    "ScopeDroppedAttributesCount",
+)
+SPAN_COLUMNS = tuple(c for c in OTEL_TRACES_COLUMNS if c not in RESOURCE_COLUMNS + SCOPE_COLUMNS)
 
 
-def arrow_schema() -> pa.Schema:
-    """The cached Arrow schema of ``otel_traces``."""
-    global _SCHEMA
-    if _SCHEMA is None:
-        _SCHEMA = otel_traces_arrow_schema()
-    return _SCHEMA
+def _select_list() -> str:
+    out = []
+    for c in OTEL_TRACES_COLUMNS:
+        alias = "r" if c in RESOURCE_COLUMNS else "c" if c in SCOPE_COLUMNS else "s"
+        out.append(f'{alias}."{c}"')
+    return ", ".join(out)
+
+
+#: Inserts the registered views ``_th_spans``, ``_th_resources``, ``_th_scopes`` (see :func:`combine`).
+INSERT_SQL = (
+    f"INSERT INTO otel_traces SELECT {_select_list()} FROM _th_spans s "
+    'JOIN _th_resources r ON s."_res" = r."_res" JOIN _th_scopes c ON s."_scope" = c."_scope"'
+)
 
 
 @dataclass
 class DecodedBatch:
     """The storable spans of one request and what happened to the others.
 
-    ``table`` is ``None`` when no span was storable. ``rejected`` counts spans that could not be
-    stored; ``messages`` explains rejections and warnings (truncation), at most :data:`MAX_MESSAGES`.
+    ``spans`` / ``resources`` / ``scopes`` are Arrow tables (``None`` when no span is storable):
+    ``spans`` holds the per-span columns of ``otel_traces`` plus ``_res`` and ``_scope``, row
+    indexes into ``resources`` and ``scopes``. ``count`` is the number of storable spans,
+    ``rejected`` the number that cannot be stored; ``messages`` explains rejections and warnings
+    (at most :data:`MAX_MESSAGES`, ``more_messages`` counts the rest).
     """
 
-    table: pa.Table | None
-    spans: int
+    spans: pa.Table | None
+    resources: pa.Table | None
+    scopes: pa.Table | None
+    count: int
     rejected: int = 0
     messages: list[str] = field(default_factory=list)
     more_messages: int = 0
@@ -78,59 +116,6 @@ class DecodedBatch:
         if self.more_messages:
             text += f"; and {self.more_messages} more"
         return text
-
-
-def _format_double(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e21:
-        return str(int(value))
-    return repr(value)
-
-
-def _raw(value):
-    """An AnyValue as a JSON-able Python value (pdata ``AsRaw``)."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return value.string_value
-    if which == "int_value":
-        return value.int_value
-    if which == "bool_value":
-        return value.bool_value
-    if which == "double_value":
-        d = value.double_value
-        return d if math.isfinite(d) else _format_double(d)
-    if which == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode("ascii")
-    if which == "array_value":
-        return [_raw(v) for v in value.array_value.values]
-    if which == "kvlist_value":
-        return {kv.key: _raw(kv.value) for kv in value.kvlist_value.values}
-    return None
-
-
-def render_value(value) -> str:
-    """An OTLP ``AnyValue`` as text, like pdata ``Value.AsString()``.
-
-    Strings as-is, bools ``true``/``false``, ints decimal, doubles shortest round-trip (``NaN``,
-    ``+Inf``, ``-Inf``), bytes base64, arrays and kvlists compact JSON, an empty value ``''``.
-    """
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return value.string_value
-    if which == "int_value":
-        return str(value.int_value)
-    if which == "bool_value":
-        return "true" if value.bool_value else "false"
-    if which == "double_value":
-        return _format_double(value.double_value)
-    if which == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode("ascii")
-    if which in ("array_value", "kvlist_value"):
-        return json.dumps(_raw(value), separators=(",", ":"), ensure_ascii=False)
-    return ""
 
 
 class _Problems:
@@ -148,55 +133,97 @@ class _Problems:
             self.more += 1
 
 
-class _MapBuilder:
-    """Flat keys/values/offsets for one MAP(VARCHAR, VARCHAR) column."""
+def _describe(where: tuple) -> str:
+    label, owner = where
+    return f"{label} {(owner if isinstance(owner, str) else owner.name)!r}"
 
-    __slots__ = ("keys", "values", "offsets")
+
+class _MapBuilder:
+    """Flat keys / values / offsets for one MAP(VARCHAR, VARCHAR) column."""
+
+    __slots__ = ("keys", "values", "offsets", "dropped", "owners")
 
     def __init__(self):
         self.keys: list[str] = []
         self.values: list[str] = []
         self.offsets: list[int] = [0]
+        self.dropped: list[int] = []  # attributes dropped per map (limit, duplicate keys)
+        self.owners: list[str] = []  # what each map belongs to, for messages (filled lazily)
 
-    def add(self, kvs, problems: _Problems, where: str) -> int:
-        """Append one map from repeated ``KeyValue``; returns how many attributes were dropped."""
-        keys, values = self.keys, self.values
-        dropped = 0
-        if len(kvs) > MAX_ATTRIBUTES:
-            dropped = len(kvs) - MAX_ATTRIBUTES
-            problems.add(
-                f"{where}: kept {MAX_ATTRIBUTES} of {len(kvs)} attributes (limit), dropped {dropped}"
-            )
-            kvs = kvs[:MAX_ATTRIBUTES]
+    def add(self, kvs, problems: _Problems, where: tuple) -> None:
+        """Append one map from a repeated ``KeyValue`` field; ``where`` is ``(label, owner)``."""
+        keys = [kv.key for kv in kvs]
+        n = len(keys)
+        if n > MAX_ATTRIBUTES or len(set(keys)) != n:
+            self._add_slow(kvs, problems, where)
+            return
+        self.keys += keys
+        self.values += [kv.value.string_value or render_value(kv.value) for kv in kvs]
+        self.offsets.append(len(self.keys))
+        self.dropped.append(0)
+
+    def _add_slow(self, kvs, problems: _Problems, where) -> None:
+        seen: dict[str, str] = {}
         for kv in kvs:
-            value = kv.value
-            text = value.string_value if value.WhichOneof("value") == "string_value" else render_value(value)
-            if len(text) > MAX_VALUE_CHARS:
-                problems.add(
-                    f"{where}: attribute {kv.key!r} value of {len(text)} chars cut to {MAX_VALUE_CHARS} (limit)"
-                )
-                text = text[:MAX_VALUE_CHARS]
-            keys.append(kv.key)
-            values.append(text)
-        self.offsets.append(len(keys))
-        return dropped
+            if kv.key not in seen and len(seen) < MAX_ATTRIBUTES:
+                seen[kv.key] = render_value(kv.value)
+        dropped = len(kvs) - len(seen)
+        if len(kvs) > MAX_ATTRIBUTES:
+            problems.add(
+                f"{_describe(where)}: kept {len(seen)} of {len(kvs)} attributes (limit {MAX_ATTRIBUTES})"
+            )
+        else:
+            problems.add(f"{_describe(where)}: {dropped} repeated attribute keys dropped (first value kept)")
+        self.keys += seen.keys()
+        self.values += seen.values()
+        self.offsets.append(len(self.keys))
+        self.dropped.append(dropped)
 
-    def array(self) -> pa.MapArray:
-        t = pa.map_(pa.string(), pa.string())
+    def array(self, problems: _Problems, what: str) -> pa.MapArray:
+        """The Arrow map column; cuts values over :data:`MAX_VALUE_CHARS` (with a message)."""
+        values = pa.array(self.values, _STR)
+        if len(values):
+            lengths = pc.utf8_length(values)
+            if pc.max(lengths).as_py() > MAX_VALUE_CHARS:
+                long = pc.greater(lengths, MAX_VALUE_CHARS)
+                for i in pc.indices_nonzero(long).to_pylist():
+                    problems.add(
+                        f"{what}: attribute {self.keys[i]!r} value of {lengths[i].as_py()} chars "
+                        f"cut to {MAX_VALUE_CHARS} (limit)"
+                    )
+                values = pc.if_else(long, pc.utf8_slice_codeunits(values, 0, MAX_VALUE_CHARS), values)
         return pa.MapArray.from_arrays(
-            pa.array(self.offsets, pa.int32()),
-            pa.array(self.keys, pa.string()),
-            pa.array(self.values, pa.string()),
-            type=t,
+            pa.array(self.offsets, _I32), pa.array(self.keys, _STR), values, type=_MAP
         )
 
 
-def _bad_id(trace_id: bytes, span_id: bytes) -> str | None:
-    if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
-        return f"trace_id {trace_id.hex()!r} ({len(trace_id)} bytes) is not 16 non-zero bytes"
-    if len(span_id) != 8 or span_id == _ZERO_SPAN:
-        return f"span_id {span_id.hex()!r} ({len(span_id)} bytes) is not 8 non-zero bytes"
-    return None
+def _events_and_links(span, events, links, problems, ev, ln) -> None:
+    """Append one span's events and links to the flat event / link columns."""
+    ev_ts, ev_name, ev_dropped, ev_attrs = ev
+    ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = ln
+    for e in events:
+        ev_ts.append(e.time_unix_nano)
+        ev_name.append(e.name)
+        ev_attrs.add(e.attributes, problems, ("event", e))
+        ev_dropped.append(e.dropped_attributes_count)
+    for link in links:
+        ln_tid.append(link.trace_id.hex())
+        ln_sid.append(link.span_id.hex())
+        ln_state.append(link.trace_state)
+        ln_flags.append(link.flags)
+        ln_attrs.add(link.attributes, problems, ("link of span", span))
+        ln_dropped.append(link.dropped_attributes_count)
+
+
+def _in_range(values: pa.Array, highest: int) -> pa.Array:
+    """Enum values outside 0..highest (unknown to this OTLP version) become 0 (unspecified/unset)."""
+    return pc.if_else(pc.and_(pc.greater_equal(values, 0), pc.less_equal(values, highest)), values, 0)
+
+
+def _u32_plus(counts: list[int], extra: list[int]) -> pa.Array:
+    if any(extra):
+        counts = [a + b for a, b in zip(counts, extra, strict=True)]
+    return pa.array(counts, _U32)
 
 
 def decode_request(request) -> DecodedBatch:
@@ -205,166 +232,216 @@ def decode_request(request) -> DecodedBatch:
     Never raises for content problems: unstorable spans are counted and explained instead.
     """
     problems = _Problems()
-    # Per resource / per scope columns (expanded to rows with take()).
-    res_attrs, scope_attrs = _MapBuilder(), _MapBuilder()
+    res_attrs, scope_attrs, span_attrs = _MapBuilder(), _MapBuilder(), _MapBuilder()
     res_service, res_schema, res_dropped = [], [], []
     sc_name, sc_version, sc_schema, sc_dropped = [], [], [], []
     res_idx, sc_idx = [], []
-    # Per span columns.
-    ts, dur, tid, sid, pid, tstate, names, kinds = [], [], [], [], [], [], [], []
+    ts, end, tid, sid, pid, tstate, names, kinds = [], [], [], [], [], [], [], []
     st_code, st_msg, flags, d_attrs, d_events, d_links = [], [], [], [], [], []
-    span_attrs = _MapBuilder()
-    ev_offsets, ev_ts, ev_name, ev_dropped, ev_attrs = [0], [], [], [], _MapBuilder()
-    ln_offsets, ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = (
-        [0],
-        [],
-        [],
-        [],
-        [],
-        [],
-        _MapBuilder(),
+    ev_offsets, ev = [0], ([], [], [], _MapBuilder())
+    ln_offsets, ln = [0], ([], [], [], [], [], _MapBuilder())
+    ts_append, end_append, tid_append, sid_append = ts.append, end.append, tid.append, sid.append
+    pid_append, tstate_append, names_append, kinds_append = (
+        pid.append,
+        tstate.append,
+        names.append,
+        kinds.append,
     )
-    kind_names, status_names = SPAN_KINDS, STATUS_CODES
-    n_kinds, n_codes = len(SPAN_KINDS), len(STATUS_CODES)
+    code_append, msg_append, flags_append = st_code.append, st_msg.append, flags.append
+    d_attrs_append, d_events_append, d_links_append = d_attrs.append, d_events.append, d_links.append
+    a_keys, a_values = span_attrs.keys, span_attrs.values
+    a_offsets_append, a_dropped_append = span_attrs.offsets.append, span_attrs.dropped.append
+    ev_offsets_append, ln_offsets_append = ev_offsets.append, ln_offsets.append
 
-    for r_i, rs in enumerate(request.resource_spans):
+    for rs in request.resource_spans:
         resource = rs.resource
+        r_i = len(res_service)
         service = "unknown_service"
         for kv in resource.attributes:
             if kv.key == "service.name":
                 service = render_value(kv.value)
                 break
-        extra = res_attrs.add(resource.attributes, problems, f"resource {service!r}")
+        res_attrs.add(resource.attributes, problems, ("resource of", service))
         res_service.append(service)
         res_schema.append(rs.schema_url)
-        res_dropped.append(resource.dropped_attributes_count + extra)
+        res_dropped.append(resource.dropped_attributes_count)
         for ss in rs.scope_spans:
             scope = ss.scope
             s_i = len(sc_name)
             sc_name.append(scope.name)
             sc_version.append(scope.version)
             sc_schema.append(ss.schema_url)
-            extra = scope_attrs.add(scope.attributes, problems, f"scope {scope.name!r}")
-            sc_dropped.append(scope.dropped_attributes_count + extra)
-            for span in ss.spans:
-                trace_id, span_id = span.trace_id, span.span_id
-                bad = _bad_id(trace_id, span_id) if len(trace_id) != 16 or len(span_id) != 8 else None
-                if bad is None and (trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN):
-                    bad = _bad_id(trace_id, span_id)
-                if bad is not None:
-                    problems.rejected += 1
-                    problems.add(f"span {span.name!r} rejected: {bad}")
-                    continue
-                start = span.start_time_unix_nano
-                end = span.end_time_unix_nano
-                if start > _MAX_NS or end > _MAX_NS:
-                    problems.rejected += 1
-                    problems.add(f"span {span.name!r} rejected: start/end time beyond year 2262 (int64 ns)")
-                    continue
-                res_idx.append(r_i)
-                sc_idx.append(s_i)
-                ts.append(start)
-                dur.append(end - start)
-                tid.append(trace_id.hex())
-                sid.append(span_id.hex())
-                pid.append(span.parent_span_id.hex())
-                tstate.append(span.trace_state)
-                names.append(span.name)
-                k = span.kind
-                kinds.append(kind_names[k] if 0 <= k < n_kinds else "Unspecified")
-                status = span.status
-                c = status.code
-                st_code.append(status_names[c] if 0 <= c < n_codes else "Unset")
-                st_msg.append(status.message)
-                flags.append(span.flags)
-                extra = span_attrs.add(span.attributes, problems, f"span {span.name!r}")
-                d_attrs.append(span.dropped_attributes_count + extra)
-                d_events.append(span.dropped_events_count)
-                d_links.append(span.dropped_links_count)
-                events = span.events
-                if events:
-                    for ev in events:
-                        ev_ts.append(ev.time_unix_nano)
-                        ev_name.append(ev.name)
-                        extra = ev_attrs.add(ev.attributes, problems, f"event {ev.name!r}")
-                        ev_dropped.append(ev.dropped_attributes_count + extra)
-                ev_offsets.append(len(ev_ts))
-                links = span.links
-                if links:
-                    for ln in links:
-                        ln_tid.append(ln.trace_id.hex())
-                        ln_sid.append(ln.span_id.hex())
-                        ln_state.append(ln.trace_state)
-                        ln_flags.append(ln.flags)
-                        extra = ln_attrs.add(ln.attributes, problems, f"link of span {span.name!r}")
-                        ln_dropped.append(ln.dropped_attributes_count + extra)
-                ln_offsets.append(len(ln_tid))
+            scope_attrs.add(scope.attributes, problems, ("scope", scope))
+            sc_dropped.append(scope.dropped_attributes_count)
+            spans = ss.spans
+            n = len(spans)
+            if not n:
+                continue
+            res_idx += [r_i] * n
+            sc_idx += [s_i] * n
+            for s in spans:
+                ts_append(s.start_time_unix_nano)
+                end_append(s.end_time_unix_nano)
+                tid_append(s.trace_id.hex())
+                sid_append(s.span_id.hex())
+                pid_append(s.parent_span_id.hex())
+                tstate_append(s.trace_state)
+                names_append(s.name)
+                kinds_append(s.kind)
+                status = s.status
+                code_append(status.code)
+                msg_append(status.message)
+                flags_append(s.flags)
+                d_attrs_append(s.dropped_attributes_count)
+                d_events_append(s.dropped_events_count)
+                d_links_append(s.dropped_links_count)
+                kvs = s.attributes
+                keys = [kv.key for kv in kvs]
+                if len(keys) > MAX_ATTRIBUTES or len(set(keys)) != len(keys):
+                    span_attrs.add(kvs, problems, ("span", s))
+                else:
+                    a_keys += keys
+                    a_values += [kv.value.string_value or render_value(kv.value) for kv in kvs]
+                    a_offsets_append(len(a_keys))
+                    a_dropped_append(0)
+                events, links = s.events, s.links
+                if events or links:
+                    _events_and_links(s, events, links, problems, ev, ln)
+                ev_offsets_append(len(ev[0]))
+                ln_offsets_append(len(ln[0]))
 
-    n = len(ts)
-    if n == 0:
-        return DecodedBatch(None, 0, problems.rejected, problems.messages, problems.more)
-    schema = arrow_schema()
-    u32 = pa.uint32()
-    s = pa.string()
-    r_take = pa.array(res_idx, pa.int32())
-    s_take = pa.array(sc_idx, pa.int32())
+    count = len(ts)
+    if not count:
+        return DecodedBatch(None, None, None, 0, problems.rejected, problems.messages, problems.more)
+
+    start_u = pa.array(ts, pa.uint64())
+    end_u = pa.array(end, pa.uint64())
+    tid_a, sid_a = pa.array(tid, _STR), pa.array(sid, _STR)
+    bad = pc.or_(
+        pc.or_(pc.not_equal(pc.binary_length(tid_a), 32), pc.equal(tid_a, _ZERO_TRACE_HEX)),
+        pc.or_(pc.not_equal(pc.binary_length(sid_a), 16), pc.equal(sid_a, _ZERO_SPAN_HEX)),
+    )
+    bad = pc.or_(bad, pc.or_(pc.greater(start_u, _MAX_NS), pc.greater(end_u, _MAX_NS)))
+    n_bad = pc.sum(bad).as_py() or 0
+    if n_bad:
+        for i in pc.indices_nonzero(bad).to_pylist():
+            if len(tid[i]) != 32 or tid[i] == _ZERO_TRACE_HEX:
+                why = f"trace_id {tid[i]!r} is not 16 non-zero bytes"
+            elif len(sid[i]) != 16 or sid[i] == _ZERO_SPAN_HEX:
+                why = f"span_id {sid[i]!r} is not 8 non-zero bytes"
+            else:
+                why = "start/end time does not fit int64 nanoseconds (after year 2262)"
+            problems.add(f"span {names[i]!r} rejected: {why}")
+        problems.rejected += n_bad
+        start_u = pc.if_else(bad, 0, start_u)
+        end_u = pc.if_else(bad, 0, end_u)
+    start_i = start_u.cast(pa.int64())
+    kinds_a = pa.array(kinds, _I32)
+    codes_a = pa.array(st_code, _I32)
+    schema = otel_traces_arrow_schema()
     events_type = schema.field("Events").type
     links_type = schema.field("Links").type
+    ev_ts, ev_name, ev_dropped, ev_attrs = ev
+    ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = ln
     events = pa.ListArray.from_arrays(
-        pa.array(ev_offsets, pa.int32()),
+        pa.array(ev_offsets, _I32),
         pa.StructArray.from_arrays(
             [
-                pa.array(ev_ts, pa.timestamp("ns")),
-                pa.array(ev_name, s),
-                ev_attrs.array(),
-                pa.array(ev_dropped, u32),
+                pa.array(ev_ts, pa.uint64()).cast(pa.int64(), safe=False).cast(_TS),
+                pa.array(ev_name, _STR),
+                ev_attrs.array(problems, "event"),
+                _u32_plus(ev_dropped, ev_attrs.dropped),
             ],
             fields=list(events_type.value_type),
         ),
         type=events_type,
     )
     links = pa.ListArray.from_arrays(
-        pa.array(ln_offsets, pa.int32()),
+        pa.array(ln_offsets, _I32),
         pa.StructArray.from_arrays(
             [
-                pa.array(ln_tid, s),
-                pa.array(ln_sid, s),
-                pa.array(ln_state, s),
-                ln_attrs.array(),
-                pa.array(ln_dropped, u32),
-                pa.array(ln_flags, u32),
+                pa.array(ln_tid, _STR),
+                pa.array(ln_sid, _STR),
+                pa.array(ln_state, _STR),
+                ln_attrs.array(problems, "link"),
+                _u32_plus(ln_dropped, ln_attrs.dropped),
+                pa.array(ln_flags, _U32),
             ],
             fields=list(links_type.value_type),
         ),
         type=links_type,
     )
-    columns = {
-        "Timestamp": pa.array(ts, pa.timestamp("ns")),
-        "TraceId": pa.array(tid, s),
-        "SpanId": pa.array(sid, s),
-        "ParentSpanId": pa.array(pid, s),
-        "TraceState": pa.array(tstate, s),
-        "SpanName": pa.array(names, s),
-        "SpanKind": pa.array(kinds, s),
-        "ServiceName": pa.array(res_service, s).take(r_take),
-        "ResourceAttributes": res_attrs.array().take(r_take),
-        "ResourceSchemaUrl": pa.array(res_schema, s).take(r_take),
-        "ResourceDroppedAttributesCount": pa.array(res_dropped, u32).take(r_take),
-        "ScopeName": pa.array(sc_name, s).take(s_take),
-        "ScopeVersion": pa.array(sc_version, s).take(s_take),
-        "ScopeAttributes": scope_attrs.array().take(s_take),
-        "ScopeSchemaUrl": pa.array(sc_schema, s).take(s_take),
-        "ScopeDroppedAttributesCount": pa.array(sc_dropped, u32).take(s_take),
-        "SpanAttributes": span_attrs.array(),
-        "Duration": pa.array(dur, pa.int64()),
-        "StatusCode": pa.array(st_code, s),
-        "StatusMessage": pa.array(st_msg, s),
-        "Flags": pa.array(flags, u32),
-        "DroppedAttributesCount": pa.array(d_attrs, u32),
-        "DroppedEventsCount": pa.array(d_events, u32),
-        "DroppedLinksCount": pa.array(d_links, u32),
-        "Events": events,
-        "Links": links,
-    }
-    table = pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
-    return DecodedBatch(table, n, problems.rejected, problems.messages, problems.more)
+    spans_table = pa.table(
+        {
+            "Timestamp": start_i.cast(_TS),
+            "TraceId": tid_a,
+            "SpanId": sid_a,
+            "ParentSpanId": pa.array(pid, _STR),
+            "TraceState": pa.array(tstate, _STR),
+            "SpanName": pa.array(names, _STR),
+            "SpanKind": _KIND_NAMES.take(_in_range(kinds_a, 5)),
+            "SpanAttributes": span_attrs.array(problems, "span"),
+            "Duration": pc.subtract_checked(end_u.cast(pa.int64()), start_i),
+            "StatusCode": _STATUS_NAMES.take(_in_range(codes_a, 2)),
+            "StatusMessage": pa.array(st_msg, _STR),
+            "Flags": pa.array(flags, _U32),
+            "DroppedAttributesCount": _u32_plus(d_attrs, span_attrs.dropped),
+            "DroppedEventsCount": pa.array(d_events, _U32),
+            "DroppedLinksCount": pa.array(d_links, _U32),
+            "Events": events,
+            "Links": links,
+            "_res": pa.array(res_idx, _I32),
+            "_scope": pa.array(sc_idx, _I32),
+        }
+    )
+    if n_bad:
+        spans_table = spans_table.filter(pc.invert(bad))
+    resources = pa.table(
+        {
+            "_res": pa.array(range(len(res_service)), _I32),
+            "ServiceName": pa.array(res_service, _STR),
+            "ResourceAttributes": res_attrs.array(problems, "resource"),
+            "ResourceSchemaUrl": pa.array(res_schema, _STR),
+            "ResourceDroppedAttributesCount": _u32_plus(res_dropped, res_attrs.dropped),
+        }
+    )
+    scopes = pa.table(
+        {
+            "_scope": pa.array(range(len(sc_name)), _I32),
+            "ScopeName": pa.array(sc_name, _STR),
+            "ScopeVersion": pa.array(sc_version, _STR),
+            "ScopeAttributes": scope_attrs.array(problems, "scope"),
+            "ScopeSchemaUrl": pa.array(sc_schema, _STR),
+            "ScopeDroppedAttributesCount": _u32_plus(sc_dropped, scope_attrs.dropped),
+        }
+    )
+    stored = count - n_bad
+    if not stored:
+        return DecodedBatch(None, None, None, 0, problems.rejected, problems.messages, problems.more)
+    return DecodedBatch(
+        spans_table, resources, scopes, stored, problems.rejected, problems.messages, problems.more
+    )
+
+
+def combine(batches: list[DecodedBatch]) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Concatenate several batches' tables for one ``INSERT_SQL``, renumbering ``_res``/``_scope``."""
+    if len(batches) == 1:
+        b = batches[0]
+        return b.spans, b.resources, b.scopes
+    spans, resources, scopes = [], [], []
+    r_off = s_off = 0
+    for b in batches:
+        sp = b.spans
+        if r_off or s_off:
+            sp = sp.set_column(sp.schema.get_field_index("_res"), "_res", pc.add(sp["_res"], r_off))
+            sp = sp.set_column(sp.schema.get_field_index("_scope"), "_scope", pc.add(sp["_scope"], s_off))
+            res = b.resources.set_column(0, "_res", pc.add(b.resources["_res"], r_off))
+            sc = b.scopes.set_column(0, "_scope", pc.add(b.scopes["_scope"], s_off))
+        else:
+            res, sc = b.resources, b.scopes
+        spans.append(sp)
+        resources.append(res)
+        scopes.append(sc)
+        r_off += b.resources.num_rows
+        s_off += b.scopes.num_rows
+    return pa.concat_tables(spans), pa.concat_tables(resources), pa.concat_tables(scopes)

@@ -50,10 +50,10 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
             if not hmac.compare_digest(given.encode(), self._expected):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         decoded = decode_request(request)
-        stats.spans_received += decoded.spans + decoded.rejected
+        stats.spans_received += decoded.count + decoded.rejected
         stats.spans_rejected += decoded.rejected
-        if decoded.table is not None:
-            future = self._writer.submit(decoded.table)
+        if decoded.count:
+            future = self._writer.submit(decoded)
             if future is None:
                 stats.requests_refused_busy += 1
                 message = (

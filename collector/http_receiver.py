@@ -163,10 +163,10 @@ def create_otlp_http_app(
                 media,
             )
         decoded = decode_request(message)
-        stats.spans_received += decoded.spans + decoded.rejected
+        stats.spans_received += decoded.count + decoded.rejected
         stats.spans_rejected += decoded.rejected
-        if decoded.table is not None:
-            future = writer.submit(decoded.table)
+        if decoded.count:
+            future = writer.submit(decoded)
             if future is None:
                 stats.requests_refused_busy += 1
                 return _status_response(

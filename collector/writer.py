@@ -1,10 +1,12 @@
 """The span writer: a bounded queue drained by one thread that commits in groups.
 
-Receivers call :meth:`SpanWriter.submit` with a decoded Arrow batch and get a
+Receivers call :meth:`SpanWriter.submit` with a :class:`~.decode.DecodedBatch` and get a
 ``concurrent.futures.Future`` that completes only after the batch's spans are committed to DuckDB
 (so an acknowledged export is durable: DuckDB syncs its write-ahead log on commit). The writer
 takes every batch waiting at that moment, inserts them with one ``INSERT ... SELECT`` over the
-concatenated Arrow table, and commits once (group commit): many concurrent requests cost one commit.
+concatenated Arrow tables, and commits once (group commit): many concurrent requests cost one
+commit. If that insert fails, each batch is retried on its own, so one bad request cannot fail
+the others.
 
 Backpressure: at most ``queue_max_spans`` spans may wait for commit. :meth:`submit` returns
 ``None`` when a batch would go over it (the receivers then answer 503 / ``UNAVAILABLE``); a single
@@ -19,7 +21,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-import pyarrow as pa
+from .decode import INSERT_SQL, DecodedBatch, combine
 
 
 @dataclass
@@ -53,7 +55,7 @@ class SpanWriter:
         self.queue_max_spans = queue_max_spans
         self.stats = stats or IngestStats()
         self._cv = threading.Condition()
-        self._queue: deque[tuple[pa.Table, Future]] = deque()
+        self._queue: deque[tuple[DecodedBatch, Future]] = deque()
         self._pending_spans = 0
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="tracehound-writer", daemon=True)
@@ -67,14 +69,14 @@ class SpanWriter:
         """Start the writer thread."""
         self._thread.start()
 
-    def submit(self, table: pa.Table) -> Future | None:
-        """Queue ``table`` (rows shaped like ``otel_traces``) for commit.
+    def submit(self, batch: DecodedBatch) -> Future | None:
+        """Queue ``batch`` (its storable spans, ``batch.count`` > 0) for commit.
 
         Returns a Future resolved with the number of rows once they are committed (or failed with
         the DuckDB error), or ``None`` when the queue is full or the writer is stopping: the caller
         must then tell its client to retry later.
         """
-        n = table.num_rows
+        n = batch.count
         future: Future = Future()
         with self._cv:
             if self._stopping:
@@ -82,7 +84,7 @@ class SpanWriter:
             if self._pending_spans and self._pending_spans + n > self.queue_max_spans:
                 return None
             self._pending_spans += n
-            self._queue.append((table, future))
+            self._queue.append((batch, future))
             self._cv.notify()
         return future
 
@@ -96,7 +98,6 @@ class SpanWriter:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        cursor = self._cursor
         while True:
             with self._cv:
                 while not self._queue and not self._stopping:
@@ -105,28 +106,42 @@ class SpanWriter:
                     return
                 batch = list(self._queue)
                 self._queue.clear()
-            tables = [t for t, _ in batch]
-            n = sum(t.num_rows for t in tables)
+            n = sum(b.count for b, _ in batch)
             started = time.perf_counter_ns()
-            error: BaseException | None = None
             try:
-                table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-                cursor.register("_tracehound_batch", table)
-                try:
-                    cursor.execute("INSERT INTO otel_traces SELECT * FROM _tracehound_batch")
-                finally:
-                    cursor.unregister("_tracehound_batch")
-            except BaseException as exc:  # reported to every waiting request
-                error = exc
+                self._insert([b for b, _ in batch])
+                results = [None] * len(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    results = [exc]
+                else:  # retry one by one: only the culprit fails
+                    results = []
+                    for b, _ in batch:
+                        try:
+                            self._insert([b])
+                            results.append(None)
+                        except Exception as exc2:
+                            results.append(exc2)
             with self._cv:
                 self._pending_spans -= n
             stats = self.stats
-            if error is None:
-                stats.commits += 1
-                stats.spans_committed += n
-                stats.commit_ns_total += time.perf_counter_ns() - started
-            for t, future in batch:
+            stats.commits += 1
+            stats.commit_ns_total += time.perf_counter_ns() - started
+            for (b, future), error in zip(batch, results, strict=True):
                 if error is None:
-                    future.set_result(t.num_rows)
+                    stats.spans_committed += b.count
+                    future.set_result(b.count)
                 else:
                     future.set_exception(error)
+
+    def _insert(self, batches: list[DecodedBatch]) -> None:
+        spans, resources, scopes = combine(batches)
+        cursor = self._cursor
+        cursor.register("_th_spans", spans)
+        cursor.register("_th_resources", resources)
+        cursor.register("_th_scopes", scopes)
+        try:
+            cursor.execute(INSERT_SQL)
+        finally:
+            for name in ("_th_spans", "_th_resources", "_th_scopes"):
+                cursor.unregister(name)
