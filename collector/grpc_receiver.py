@@ -17,9 +17,12 @@ import hmac
 
 import grpc
 from google.protobuf import duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 from .decode import decode_request
 from .writer import SpanWriter
@@ -34,14 +37,22 @@ def _retry_trailer(message: str) -> tuple:
     return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
-class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    """Decodes each Export call and waits for its spans to be committed before answering."""
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+
+class TraceService:
+    """Decodes each Export call and waits for its spans to be committed before answering.
+
+    The method receives the raw request bytes and parses them itself, so that an undecodable
+    message (garbage, invalid UTF-8 in a string) gets ``INVALID_ARGUMENT`` with a message instead
+    of grpcio's generic ``UNKNOWN``.
+    """
 
     def __init__(self, writer: SpanWriter, ingest_token: str | None = None):
         self._writer = writer
         self._expected = f"Bearer {ingest_token}".encode() if ingest_token else None
 
-    async def Export(self, request, context):  # noqa: N802 (gRPC method name)
+    async def export(self, body: bytes, context):
         """Store the request's spans; returns ``ExportTraceServiceResponse`` after commit."""
         stats = self._writer.stats
         stats.requests += 1
@@ -49,6 +60,16 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
             given = dict(context.invocation_metadata() or ()).get("authorization", "")
             if not hmac.compare_digest(given.encode(), self._expected):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        request = ExportTraceServiceRequest()
+        try:
+            request.ParseFromString(body)
+        except DecodeError as exc:
+            stats.requests_bad += 1
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"message is not a protobuf ExportTraceServiceRequest (truncated, garbage, or a string "
+                f"that is not valid UTF-8): {exc}",
+            )
         decoded = decode_request(request)
         stats.spans_received += decoded.count + decoded.rejected
         stats.spans_rejected += decoded.rejected
@@ -84,5 +105,11 @@ def create_grpc_server(
             ("grpc.so_reuseport", 0),
         ]
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(writer, ingest_token), server)
+    service = TraceService(writer, ingest_token)
+    handler = grpc.unary_unary_rpc_method_handler(
+        service.export,
+        request_deserializer=None,  # raw bytes: parsed in export()
+        response_serializer=ExportTraceServiceResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),))
     return server
