@@ -26,9 +26,10 @@ type raise :class:`ConfigError` with a message naming the key, so a typo never s
 from __future__ import annotations
 
 import fnmatch
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+
+import tomllib
 
 WORKER_DEFAULTS = {
     # A trace is analysed once a server span arrived and no new span came for this long (s).
@@ -96,11 +97,15 @@ class AnalyzerConfig:
         defaults = _detector_defaults()
         unknown = set(data) - {"detectors", "overrides", "worker"}
         if unknown:
-            raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected detectors, overrides, worker")
+            raise ConfigError(
+                f"{source}: unknown section(s) {sorted(unknown)}; expected detectors, overrides, worker"
+            )
         detectors = {name: dict(values) for name, values in defaults.items()}
         for name, values in (data.get("detectors") or {}).items():
             if name not in defaults:
-                raise ConfigError(f"{source}: unknown detector {name!r}; known: {', '.join(sorted(defaults))}")
+                raise ConfigError(
+                    f"{source}: unknown detector {name!r}; known: {', '.join(sorted(defaults))}"
+                )
             detectors[name].update(_check_values(source, f"detectors.{name}", values, defaults[name]))
         overrides = []
         for i, ov in enumerate(data.get("overrides") or []):
@@ -148,9 +153,7 @@ class AnalyzerConfig:
         """True if the detector is enabled by default or for at least one override."""
         if self.detectors[detector]["enabled"]:
             return True
-        return any(
-            ov["values"].get("enabled") for ov in self.overrides if ov["detector"] in (None, detector)
-        )
+        return any(ov["values"].get("enabled") for ov in self.overrides if ov["detector"] in (None, detector))
 
 
 def _union(defaults: dict[str, dict]) -> dict:
@@ -170,7 +173,9 @@ def _check_values(source: str, where: str, values, allowed: Mapping) -> dict:
     out = {}
     for k, v in values.items():
         if k not in allowed:
-            raise ConfigError(f"{source}: {where}.{k} is not a known setting; known: {', '.join(sorted(allowed))}")
+            raise ConfigError(
+                f"{source}: {where}.{k} is not a known setting; known: {', '.join(sorted(allowed))}"
+            )
         expected = allowed[k]
         if isinstance(expected, bool):
             ok = isinstance(v, bool)

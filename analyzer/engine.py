@@ -13,8 +13,9 @@ from tracehound.analyzer.spans import load_spans, select_traces
 from tracehound.analyzer.summaries import write_trace_summaries
 
 
-def run_pass(cur, cfg: AnalyzerConfig, kinds: list[str], summaries: bool = True,
-             min_rowid: int | None = None) -> list[str]:
+def run_pass(
+    cur, cfg: AnalyzerConfig, kinds: list[str], summaries: bool = True, min_rowid: int | None = None
+) -> list[str]:
     """Analyse the traces already selected into ``th_traces`` with the detectors ``kinds``.
 
     Replaces, in one transaction, those traces' ``trace_summaries`` rows (if ``summaries``) and their
@@ -51,7 +52,9 @@ def to_ns(value) -> int | None:
         try:
             value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"{value!r} is not an ISO-8601 date/time (e.g. 2024-05-01 or 2024-05-01T12:00)") from None
+            raise ValueError(
+                f"{value!r} is not an ISO-8601 date/time (e.g. 2024-05-01 or 2024-05-01T12:00)"
+            ) from None
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.timezone.utc)

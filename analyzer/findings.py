@@ -110,10 +110,27 @@ def refresh(cur, cfg) -> list[str]:
         d = module.describe(f, cfg.get(f["kind"], f["service"], f["endpoint"]))
         examples = list(dict.fromkeys([*(f["recent"] or []), *(f["worst"] or [])[:2]]))
         fp = _fingerprint(f)
-        out.append((f["finding_id"], fp, f["kind"], d["severity"], f["service"], f["endpoint"], d["title"],
-                    f["occurrences"], f["first_seen"], f["last_seen"], round(f["impact_ms"] or 0.0, 3),
-                    json.dumps(d["evidence"], default=str), examples, code.get("filepath"),
-                    code.get("lineno"), code.get("function"), d["fix_hint"]))
+        out.append(
+            (
+                f["finding_id"],
+                fp,
+                f["kind"],
+                d["severity"],
+                f["service"],
+                f["endpoint"],
+                d["title"],
+                f["occurrences"],
+                f["first_seen"],
+                f["last_seen"],
+                round(f["impact_ms"] or 0.0, 3),
+                json.dumps(d["evidence"], default=str),
+                examples,
+                code.get("filepath"),
+                code.get("lineno"),
+                code.get("function"),
+                d["fix_hint"],
+            )
+        )
     cur.execute("DELETE FROM findings WHERE id IN (SELECT id FROM th_ids)")
     if out:
         cur.executemany(
@@ -153,7 +170,10 @@ def findings_as_dicts(cur, ids: list[str] | None = None) -> list[dict]:
     for row in rel.fetchall():
         f = dict(zip(names, row, strict=True))
         f["evidence"] = json.loads(f["evidence"]) if isinstance(f["evidence"], str) else f["evidence"]
-        f["code_location"] = {"filepath": f["code_filepath"], "lineno": f["code_lineno"],
-                              "function": f["code_function"]}
+        f["code_location"] = {
+            "filepath": f["code_filepath"],
+            "lineno": f["code_lineno"],
+            "function": f["code_function"],
+        }
         result.append(f)
     return result

@@ -35,7 +35,7 @@ from tracehound.analyzer.normalize import (
     sql_operation,
 )
 
-A = 'SpanAttributes'
+A = "SpanAttributes"
 _STMT = f"coalesce({A}['db.statement'], {A}['db.query.text'])"
 _DBSYS = f"coalesce({A}['db.system'], {A}['db.system.name'])"
 _METHOD = f"coalesce({A}['http.request.method'], {A}['http.method'])"
@@ -67,8 +67,13 @@ def _hex_id(col: str) -> str:
     return f"""CASE WHEN "{col}" = '' THEN 0::UBIGINT ELSE TRY_CAST('0x' || "{col}" AS UBIGINT) END"""
 
 
-def select_traces(cur, since_ns: int | None = None, until_ns: int | None = None, trace_ids=None,
-                  min_rowid: int | None = None) -> int:
+def select_traces(
+    cur,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    trace_ids=None,
+    min_rowid: int | None = None,
+) -> int:
     """Create ``th_traces`` for traces whose root server span starts in ``[since_ns, until_ns)`` (ns
     since the epoch, either bound optional), or for the given ``trace_ids`` (an iterable of hex ids).
 
@@ -89,10 +94,10 @@ def select_traces(cur, since_ns: int | None = None, until_ns: int | None = None,
         where.append('"TraceId" IN (SELECT trace_id FROM th_sel)')
     having = []
     if since_ns is not None:
-        having.append("epoch_ns(min(\"Timestamp\")) >= ?")
+        having.append('epoch_ns(min("Timestamp")) >= ?')
         params.append(int(since_ns))
     if until_ns is not None:
-        having.append("epoch_ns(min(\"Timestamp\")) < ?")
+        having.append('epoch_ns(min("Timestamp")) < ?')
         params.append(int(until_ns))
     cur.execute(
         f"""
@@ -164,8 +169,9 @@ def load_spans(cur, min_rowid: int | None = None) -> int:
 def _build_dictionaries(cur, rows) -> None:
     import pyarrow as pa
 
-    keys: dict[str, list] = {k: [] for k in ("cat", "raw", "norm", "sql_op", "has_literals", "is_batch",
-                                             "is_truncated")}
+    keys: dict[str, list] = {
+        k: [] for k in ("cat", "raw", "norm", "sql_op", "has_literals", "is_batch", "is_truncated")
+    }
     code: dict[str, list] = {"filepath": [], "lineno": [], "function": []}
     for cat, raw, fp, ln, fn in rows:
         if cat is not None:
@@ -186,9 +192,23 @@ def _build_dictionaries(cur, rows) -> None:
             code["filepath"].append(fp)
             code["lineno"].append(ln)
             code["function"].append(fn)
-    cur.register("th_keys_arrow", pa.table(keys, schema=pa.schema([
-        ("cat", pa.string()), ("raw", pa.string()), ("norm", pa.string()), ("sql_op", pa.string()),
-        ("has_literals", pa.bool_()), ("is_batch", pa.bool_()), ("is_truncated", pa.bool_())])))
+    cur.register(
+        "th_keys_arrow",
+        pa.table(
+            keys,
+            schema=pa.schema(
+                [
+                    ("cat", pa.string()),
+                    ("raw", pa.string()),
+                    ("norm", pa.string()),
+                    ("sql_op", pa.string()),
+                    ("has_literals", pa.bool_()),
+                    ("is_batch", pa.bool_()),
+                    ("is_truncated", pa.bool_()),
+                ]
+            ),
+        ),
+    )
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_keys AS
            SELECT hash(cat, raw) AS key_h, cat, norm, hash(cat, norm) AS op_h, left(raw, 2000) AS example,
@@ -196,8 +216,13 @@ def _build_dictionaries(cur, rows) -> None:
            FROM th_keys_arrow"""
     )
     cur.unregister("th_keys_arrow")
-    cur.register("th_code_arrow", pa.table(code, schema=pa.schema([
-        ("filepath", pa.string()), ("lineno", pa.int32()), ("function", pa.string())])))
+    cur.register(
+        "th_code_arrow",
+        pa.table(
+            code,
+            schema=pa.schema([("filepath", pa.string()), ("lineno", pa.int32()), ("function", pa.string())]),
+        ),
+    )
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_code AS
            SELECT DISTINCT hash(filepath, lineno, function) AS code_h, filepath, lineno, function

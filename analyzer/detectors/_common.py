@@ -12,8 +12,17 @@ from __future__ import annotations
 import json
 
 OCC_COLUMNS = (
-    "kind", "service", "endpoint", "pattern", "tix", "impact_ms", "span_count", "duration_ms",
-    "span_ids", "code_h", "detail",
+    "kind",
+    "service",
+    "endpoint",
+    "pattern",
+    "tix",
+    "impact_ms",
+    "span_count",
+    "duration_ms",
+    "span_ids",
+    "code_h",
+    "detail",
 )
 
 
@@ -44,12 +53,21 @@ def emit(cur, rows: list[dict]) -> int:
 
     cols = {c: [r.get(c) for r in rows] for c in OCC_COLUMNS}
     cols["detail"] = [json.dumps(d or {}, sort_keys=True, default=str) for d in cols["detail"]]
-    schema = pa.schema([
-        ("kind", pa.string()), ("service", pa.string()), ("endpoint", pa.string()), ("pattern", pa.string()),
-        ("tix", pa.int32()), ("impact_ms", pa.float64()), ("span_count", pa.int32()),
-        ("duration_ms", pa.float64()), ("span_ids", pa.list_(pa.string())), ("code_h", pa.uint64()),
-        ("detail", pa.string()),
-    ])
+    schema = pa.schema(
+        [
+            ("kind", pa.string()),
+            ("service", pa.string()),
+            ("endpoint", pa.string()),
+            ("pattern", pa.string()),
+            ("tix", pa.int32()),
+            ("impact_ms", pa.float64()),
+            ("span_count", pa.int32()),
+            ("duration_ms", pa.float64()),
+            ("span_ids", pa.list_(pa.string())),
+            ("code_h", pa.uint64()),
+            ("detail", pa.string()),
+        ]
+    )
     cur.register("th_occ_arrow", pa.table(cols, schema=schema))
     try:
         cur.execute("INSERT INTO th_occ SELECT * FROM th_occ_arrow")

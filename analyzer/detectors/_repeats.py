@@ -29,8 +29,9 @@ def build_anchors(cur) -> None:
     cur.execute(ANCHOR_SQL)
 
 
-def find_repeats(cur, cat: str, min_distinct: int, *, per_params: bool = False, where: str = "",
-                 with_source: bool = False) -> list[dict]:
+def find_repeats(
+    cur, cat: str, min_distinct: int, *, per_params: bool = False, where: str = "", with_source: bool = False
+) -> list[dict]:
     """Groups of spans of category ``cat`` doing the same operation in one trace (see module doc).
 
     ``per_params=False``: key (trace, anchor, op) and keep groups with at least ``min_distinct``
@@ -54,7 +55,7 @@ def find_repeats(cur, cat: str, min_distinct: int, *, per_params: bool = False, 
         )
         SELECT {group}, any_value(d.norm) AS norm, count(*) AS n, count(DISTINCT d.params_e) AS n_distinct,
                sum(d.dur_ns) AS total_ns, max(d.dur_ns) AS max_ns, min(d.start_ns) AS first_start,
-               max(d.end_ns) AS last_end, list({hex_sid('d.sid')} ORDER BY d.start_ns) AS span_ids,
+               max(d.end_ns) AS last_end, list({hex_sid("d.sid")} ORDER BY d.start_ns) AS span_ids,
                mode(d.code_h) AS code_h, mode(d.orm_rel) AS orm_rel, bool_or(d.orm_uselist) AS orm_uselist,
                arg_min(d.pid, d.start_ns) AS first_pid, arg_min(d.sid, d.start_ns) AS first_sid
         FROM d GROUP BY {group} HAVING {having} >= ?
@@ -66,7 +67,7 @@ def find_repeats(cur, cat: str, min_distinct: int, *, per_params: bool = False, 
         source_cols = ", src.source_norm, src.source_sid"
         source_join = f"""LEFT JOIN (
             SELECT c.tix, c.op_h, c.first_sid, arg_max(k.norm, s.start_ns) AS source_norm,
-                   arg_max({hex_sid('s.sid')}, s.start_ns) AS source_sid
+                   arg_max({hex_sid("s.sid")}, s.start_ns) AS source_sid
             FROM th_cand c JOIN th_spans s ON s.tix = c.tix AND s.pid = c.first_pid AND s.cat = ?
                  AND s.start_ns <= c.first_start AND s.sid <> c.first_sid
             JOIN th_keys k ON k.key_h = s.key_h AND k.op_h <> c.op_h

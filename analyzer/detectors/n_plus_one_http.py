@@ -27,12 +27,21 @@ def detect(cur, cfg) -> int:
         c = cfg.get(NAME, r["service"], r["endpoint"])
         if not c["enabled"] or r["n"] < c["min_count"] or ms(r["total_ns"]) < c["min_total_ms"]:
             continue
-        out.append({
-            "kind": NAME, "service": r["service"], "endpoint": r["endpoint"], "pattern": r["norm"],
-            "tix": r["tix"], "impact_ms": ms(r["total_ns"] - r["max_ns"]), "span_count": r["n"],
-            "duration_ms": ms(r["total_ns"]), "span_ids": r["span_ids"], "code_h": r["code_h"],
-            "detail": {"url": r["norm"]},
-        })
+        out.append(
+            {
+                "kind": NAME,
+                "service": r["service"],
+                "endpoint": r["endpoint"],
+                "pattern": r["norm"],
+                "tix": r["tix"],
+                "impact_ms": ms(r["total_ns"] - r["max_ns"]),
+                "span_count": r["n"],
+                "duration_ms": ms(r["total_ns"]),
+                "span_ids": r["span_ids"],
+                "code_h": r["code_h"],
+                "detail": {"url": r["norm"]},
+            }
+        )
     return emit(cur, out)
 
 
@@ -42,12 +51,15 @@ def describe(f: dict, c: dict) -> dict:
     url = f["detail"]["url"]
     return {
         "title": f"N+1 HTTP calls: '{url}' called {f['avg_span_count']:.0f}x per request on "
-                 f"{f['endpoint'] or f['service']}",
+        f"{f['endpoint'] or f['service']}",
         "severity": "high" if avg_impact >= c["high_impact_ms"] else "medium",
-        "evidence": {"url": url, "calls_per_request_avg": round(f["avg_span_count"], 1),
-                     "calls_per_request_max": f["max_span_count"],
-                     "total_ms_per_request_avg": round(f["avg_duration_ms"], 3),
-                     "impact_ms_per_request_avg": round(avg_impact, 3)},
+        "evidence": {
+            "url": url,
+            "calls_per_request_avg": round(f["avg_span_count"], 1),
+            "calls_per_request_max": f["max_span_count"],
+            "total_ms_per_request_avg": round(f["avg_duration_ms"], 3),
+            "impact_ms_per_request_avg": round(avg_impact, 3),
+        },
         "fix_hint": f"Use a batch endpoint (one request for all ids){f['where']}, or run the calls "
-                    f"concurrently (a thread pool / httpx.AsyncClient) and cache the responses.",
+        f"concurrently (a thread pool / httpx.AsyncClient) and cache the responses.",
     }

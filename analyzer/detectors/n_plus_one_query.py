@@ -31,8 +31,11 @@ DEFAULTS = {"min_count": 5, "min_total_ms": 50.0, "low_severity_min_count": 20, 
 def detect(cur, cfg) -> int:
     """Append N+1 query occurrences of the traces in ``th_traces`` to ``th_occ``."""
     rows = find_repeats(
-        cur, "db", cfg.loosest(NAME, "min_count"),
-        where="AND NOT k.is_batch AND NOT k.is_truncated AND k.norm <> ''", with_source=True,
+        cur,
+        "db",
+        cfg.loosest(NAME, "min_count"),
+        where="AND NOT k.is_batch AND NOT k.is_truncated AND k.norm <> ''",
+        with_source=True,
     )
     out = []
     for r in rows:
@@ -42,17 +45,29 @@ def detect(cur, cfg) -> int:
         below = ms(r["total_ns"]) < c["min_total_ms"]
         if below and r["n_distinct"] < c["low_severity_min_count"]:
             continue
-        out.append({
-            "kind": NAME, "service": r["service"], "endpoint": r["endpoint"], "pattern": r["norm"],
-            "tix": r["tix"], "impact_ms": ms(r["total_ns"] - r["max_ns"]), "span_count": r["n"],
-            "duration_ms": ms(r["total_ns"]), "span_ids": r["span_ids"], "code_h": r["code_h"],
-            "detail": {
-                "statement": r["norm"], "distinct_params": r["n_distinct"],
-                "relationship": r["orm_rel"], "uselist": r["orm_uselist"],
-                "source_statement": r.get("source_norm"), "source_span_id": r.get("source_sid"),
-                "below_time_threshold": below,
-            },
-        })
+        out.append(
+            {
+                "kind": NAME,
+                "service": r["service"],
+                "endpoint": r["endpoint"],
+                "pattern": r["norm"],
+                "tix": r["tix"],
+                "impact_ms": ms(r["total_ns"] - r["max_ns"]),
+                "span_count": r["n"],
+                "duration_ms": ms(r["total_ns"]),
+                "span_ids": r["span_ids"],
+                "code_h": r["code_h"],
+                "detail": {
+                    "statement": r["norm"],
+                    "distinct_params": r["n_distinct"],
+                    "relationship": r["orm_rel"],
+                    "uselist": r["orm_uselist"],
+                    "source_statement": r.get("source_norm"),
+                    "source_span_id": r.get("source_sid"),
+                    "below_time_threshold": below,
+                },
+            }
+        )
     return emit(cur, out)
 
 
@@ -60,12 +75,18 @@ def fix_hint(rel: str | None, uselist: bool | None, where: str) -> str:
     """Concrete eager-loading advice naming the relationship when the instrumentation gave it."""
     if rel:
         if uselist:
-            return (f"Eager-load the collection: add .options(selectinload({rel})) to the query that "
-                    f"loads the parent rows{where}, so all {rel.split('.')[-1]} come in one IN query.")
-        return (f"Eager-load the related row: add .options(joinedload({rel})) (or selectinload) to the "
-                f"query that loads the parent rows{where}, so it is fetched with them in one query.")
-    return (f"Fetch the rows in one query before the loop{where}: collect the ids and run one "
-            f"'... WHERE id IN (...)' query (or eager-load the relationship in the ORM).")
+            return (
+                f"Eager-load the collection: add .options(selectinload({rel})) to the query that "
+                f"loads the parent rows{where}, so all {rel.split('.')[-1]} come in one IN query."
+            )
+        return (
+            f"Eager-load the related row: add .options(joinedload({rel})) (or selectinload) to the "
+            f"query that loads the parent rows{where}, so it is fetched with them in one query."
+        )
+    return (
+        f"Fetch the rows in one query before the loop{where}: collect the ids and run one "
+        f"'... WHERE id IN (...)' query (or eager-load the relationship in the ORM)."
+    )
 
 
 def describe(f: dict, c: dict) -> dict:
@@ -82,9 +103,12 @@ def describe(f: dict, c: dict) -> dict:
         "title": f"N+1 query: {what} runs {avg_n:.0f}x per request on {f['endpoint'] or f['service']}",
         "severity": severity,
         "evidence": {
-            "statement": d["statement"], "source_statement": d.get("source_statement"),
-            "relationship": rel, "uselist": d.get("uselist"),
-            "queries_per_request_avg": round(avg_n, 1), "queries_per_request_max": f["max_span_count"],
+            "statement": d["statement"],
+            "source_statement": d.get("source_statement"),
+            "relationship": rel,
+            "uselist": d.get("uselist"),
+            "queries_per_request_avg": round(avg_n, 1),
+            "queries_per_request_max": f["max_span_count"],
             "repeated_ms_avg": round(f["avg_duration_ms"], 3),
             "impact_ms_per_request_avg": round(avg_impact, 3),
             "batched_query_estimate": "slowest single repeat",

@@ -21,7 +21,10 @@ DEFAULTS = {"min_count": 2, "high_impact_ms": 100.0}
 def detect(cur, cfg) -> int:
     """Append repeated-query occurrences of the traces in ``th_traces`` to ``th_occ``."""
     rows = find_repeats(
-        cur, "db", cfg.loosest(NAME, "min_count"), per_params=True,
+        cur,
+        "db",
+        cfg.loosest(NAME, "min_count"),
+        per_params=True,
         where="""AND NOT k.is_truncated AND k.norm <> '' AND (s.params_h IS NOT NULL OR k.has_literals
                  OR (k.sql_op = 'SELECT' AND NOT contains(k.norm, '?')))""",
     )
@@ -31,12 +34,21 @@ def detect(cur, cfg) -> int:
         if not c["enabled"] or r["n"] < c["min_count"]:
             continue
         avg = r["total_ns"] / r["n"]
-        out.append({
-            "kind": NAME, "service": r["service"], "endpoint": r["endpoint"], "pattern": r["norm"],
-            "tix": r["tix"], "impact_ms": ms(r["total_ns"] - avg), "span_count": r["n"],
-            "duration_ms": ms(r["total_ns"]), "span_ids": r["span_ids"], "code_h": r["code_h"],
-            "detail": {"statement": r["norm"]},
-        })
+        out.append(
+            {
+                "kind": NAME,
+                "service": r["service"],
+                "endpoint": r["endpoint"],
+                "pattern": r["norm"],
+                "tix": r["tix"],
+                "impact_ms": ms(r["total_ns"] - avg),
+                "span_count": r["n"],
+                "duration_ms": ms(r["total_ns"]),
+                "span_ids": r["span_ids"],
+                "code_h": r["code_h"],
+                "detail": {"statement": r["norm"]},
+            }
+        )
     return emit(cur, out)
 
 
@@ -52,11 +64,14 @@ def describe(f: dict, c: dict) -> dict:
     stmt = f["detail"]["statement"]
     return {
         "title": f"Same query with the same parameters runs {f['avg_span_count']:.0f}x per request "
-                 f"on {f['endpoint'] or f['service']}",
+        f"on {f['endpoint'] or f['service']}",
         "severity": severity,
-        "evidence": {"statement": stmt, "runs_per_request_avg": round(f["avg_span_count"], 1),
-                     "runs_per_request_max": f["max_span_count"],
-                     "impact_ms_per_request_avg": round(avg_impact, 3)},
+        "evidence": {
+            "statement": stmt,
+            "runs_per_request_avg": round(f["avg_span_count"], 1),
+            "runs_per_request_max": f["max_span_count"],
+            "impact_ms_per_request_avg": round(avg_impact, 3),
+        },
         "fix_hint": f"Run it once and reuse the result{f['where']}: hoist it out of the loop, keep it in "
-                    f"a local variable, or memoise it for the request (flask.g).",
+        f"a local variable, or memoise it for the request (flask.g).",
     }
