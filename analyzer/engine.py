@@ -10,7 +10,7 @@ from tracehound.analyzer.detectors import DETECTORS, PER_TRACE, WINDOWED
 from tracehound.analyzer.detectors._common import create_buffers
 from tracehound.analyzer.detectors._repeats import build_anchors
 from tracehound.analyzer.spans import load_spans, select_traces
-from tracehound.analyzer.summaries import write_trace_summaries
+from tracehound.analyzer.summaries import build_summaries, write_trace_summaries
 
 
 def run_pass(
@@ -23,6 +23,7 @@ def run_pass(
     """
     load_spans(cur, min_rowid=min_rowid)
     build_anchors(cur)
+    build_summaries(cur)
     create_buffers(cur)
     for kind in kinds:
         if cfg.any_enabled(kind):

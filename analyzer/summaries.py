@@ -42,13 +42,15 @@ FROM th_spans sp LEFT JOIN covered cv ON cv.tix = sp.tix AND cv.pid = sp.sid
 """
 
 SUMMARY_SQL = """
-INSERT INTO trace_summaries
-SELECT t.trace_id, t.service, t.endpoint, t.http_method, t.http_status_code, t.ts, t.duration_ns,
-       t.is_error,
-       coalesce(a.span_count, 0), coalesce(a.db_count, 0), coalesce(x.db_ns, 0),
-       coalesce(a.cache_count, 0), coalesce(a.cache_hits, 0), coalesce(a.cache_misses, 0),
-       coalesce(x.cache_ns, 0), coalesce(a.http_count, 0), coalesce(x.http_ns, 0),
-       coalesce(x.template_ns, 0), coalesce(x.self_ns, 0)
+CREATE OR REPLACE TEMP TABLE th_summary AS
+SELECT t.tix, t.trace_id, t.service, t.endpoint, t.http_method, t.http_status_code, t.ts AS start,
+       t.duration_ns, t.is_error,
+       coalesce(a.span_count, 0) AS span_count, coalesce(a.db_count, 0) AS db_count,
+       coalesce(x.db_ns, 0) AS db_ns, coalesce(a.cache_count, 0) AS cache_count,
+       coalesce(a.cache_hits, 0) AS cache_hits, coalesce(a.cache_misses, 0) AS cache_misses,
+       coalesce(x.cache_ns, 0) AS cache_ns, coalesce(a.http_count, 0) AS http_count,
+       coalesce(x.http_ns, 0) AS http_ns, coalesce(x.template_ns, 0) AS template_ns,
+       coalesce(x.self_ns, 0) AS self_ns
 FROM th_traces t
 LEFT JOIN (
     SELECT tix, count(*)::INTEGER AS span_count,
@@ -71,8 +73,13 @@ LEFT JOIN (
 """
 
 
-def write_trace_summaries(cur) -> None:
-    """Replace the ``trace_summaries`` rows of the traces in ``th_traces`` (see module docstring)."""
+def build_summaries(cur) -> None:
+    """Compute ``th_summary`` (``tix`` + the ``trace_summaries`` columns) for the traces in ``th_traces``."""
     cur.execute(EXCLUSIVE_SQL)
-    cur.execute("DELETE FROM trace_summaries WHERE trace_id IN (SELECT trace_id FROM th_traces)")
     cur.execute(SUMMARY_SQL)
+
+
+def write_trace_summaries(cur) -> None:
+    """Replace the ``trace_summaries`` rows of the traces in ``th_traces`` with ``th_summary``."""
+    cur.execute("DELETE FROM trace_summaries WHERE trace_id IN (SELECT trace_id FROM th_traces)")
+    cur.execute("INSERT INTO trace_summaries SELECT * EXCLUDE (tix) FROM th_summary")

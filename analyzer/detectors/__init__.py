@@ -10,14 +10,31 @@ others judge each trace on its own, so the incremental worker runs them on every
 from __future__ import annotations
 
 from . import (
+    cache_miss_ratio,
+    connection_churn,
+    consecutive_http,
     n_plus_one_cache,
     n_plus_one_http,
     n_plus_one_query,
     repeated_query,
+    slow_endpoint,
+    slow_query,
+    slow_span,
 )
 
-_MODULES = [n_plus_one_query, repeated_query, n_plus_one_cache, n_plus_one_http]
+_MODULES = [
+    n_plus_one_query,
+    repeated_query,
+    n_plus_one_cache,
+    n_plus_one_http,
+    consecutive_http,
+    slow_query,
+    slow_endpoint,
+    slow_span,
+    cache_miss_ratio,
+    connection_churn,
+]
 
 DETECTORS = {m.NAME: m for m in _MODULES}
-WINDOWED: set[str] = set()
+WINDOWED = {"slow_query", "slow_endpoint", "slow_span", "cache_miss_ratio", "connection_churn"}
 PER_TRACE = [name for name in DETECTORS if name not in WINDOWED]
