@@ -433,10 +433,11 @@ def combine(batches: list[DecodedBatch]) -> tuple[pa.Table, pa.Table, pa.Table]:
     for b in batches:
         sp = b.spans
         if r_off or s_off:
-            sp = sp.set_column(sp.schema.get_field_index("_res"), "_res", pc.add(sp["_res"], r_off))
-            sp = sp.set_column(sp.schema.get_field_index("_scope"), "_scope", pc.add(sp["_scope"], s_off))
-            res = b.resources.set_column(0, "_res", pc.add(b.resources["_res"], r_off))
-            sc = b.scopes.set_column(0, "_scope", pc.add(b.scopes["_scope"], s_off))
+            r, s = pa.scalar(r_off, _I32), pa.scalar(s_off, _I32)
+            sp = sp.set_column(sp.schema.get_field_index("_res"), "_res", pc.add(sp["_res"], r))
+            sp = sp.set_column(sp.schema.get_field_index("_scope"), "_scope", pc.add(sp["_scope"], s))
+            res = b.resources.set_column(0, "_res", pc.add(b.resources["_res"], r))
+            sc = b.scopes.set_column(0, "_scope", pc.add(b.scopes["_scope"], s))
         else:
             res, sc = b.resources, b.scopes
         spans.append(sp)
