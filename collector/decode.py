@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .anyvalue import render_value
-from .schema import OTEL_TRACES_COLUMNS
+from .schema import OTEL_TRACES_COLUMNS, TRACE_BOUNDS_INSERT
 from .store import otel_traces_arrow_schema
 
 #: Attributes kept per attribute map; the rest are counted as dropped (OTel SDK default is 128).
@@ -82,11 +82,15 @@ def _select_list() -> str:
     return ", ".join(out)
 
 
-#: Inserts the registered views ``_th_spans``, ``_th_resources``, ``_th_scopes`` (see :func:`combine`).
+#: Inserts the registered views ``_th_spans``, ``_th_resources``, ``_th_scopes`` (see :func:`combine`);
+#: run it and :data:`INSERT_BOUNDS_SQL` in one transaction.
 INSERT_SQL = (
     f"INSERT INTO otel_traces SELECT {_select_list()} FROM _th_spans s "
     'JOIN _th_resources r ON s."_res" = r."_res" JOIN _th_scopes c ON s."_scope" = c."_scope"'
 )
+
+
+INSERT_BOUNDS_SQL = TRACE_BOUNDS_INSERT.format(source="_th_spans")
 
 
 @dataclass
@@ -433,10 +437,11 @@ def combine(batches: list[DecodedBatch]) -> tuple[pa.Table, pa.Table, pa.Table]:
     for b in batches:
         sp = b.spans
         if r_off or s_off:
-            sp = sp.set_column(sp.schema.get_field_index("_res"), "_res", pc.add(sp["_res"], r_off))
-            sp = sp.set_column(sp.schema.get_field_index("_scope"), "_scope", pc.add(sp["_scope"], s_off))
-            res = b.resources.set_column(0, "_res", pc.add(b.resources["_res"], r_off))
-            sc = b.scopes.set_column(0, "_scope", pc.add(b.scopes["_scope"], s_off))
+            r, s = pa.scalar(r_off, _I32), pa.scalar(s_off, _I32)
+            sp = sp.set_column(sp.schema.get_field_index("_res"), "_res", pc.add(sp["_res"], r))
+            sp = sp.set_column(sp.schema.get_field_index("_scope"), "_scope", pc.add(sp["_scope"], s))
+            res = b.resources.set_column(0, "_res", pc.add(b.resources["_res"], r))
+            sc = b.scopes.set_column(0, "_scope", pc.add(b.scopes["_scope"], s))
         else:
             res, sc = b.resources, b.scopes
         spans.append(sp)

@@ -162,6 +162,8 @@ async def _serve_async(
 
     grpc_server = create_grpc_server(writer, settings.max_body_bytes, settings.ingest_token)
     grpc_addr = _hostport(settings.host, settings.otlp_grpc_port)
+    if settings.otlp_grpc_port:  # probe first: grpcio would log a multi-line error of its own
+        _bind(settings.host, settings.otlp_grpc_port, "--otlp-grpc-port").close()
     try:
         grpc_port = grpc_server.add_insecure_port(grpc_addr)
     except RuntimeError as exc:
