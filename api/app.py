@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -48,7 +48,8 @@ def _is_api(request: Request) -> bool:
 
 def error_response(request: Request, status: int, message: str, headers: dict | None = None) -> Response:
     """The error answer: JSON body for the API, the error page for HTML routes."""
-    if _is_api(request) or "text/html" not in request.headers.get("accept", "text/html"):
+    accept = request.headers.get("accept", "")
+    if _is_api(request) or ("application/json" in accept and "text/html" not in accept):
         return JSONResponse({"error": {"status": status, "message": message}}, status, headers=headers)
     templates = request.app.state.templates
     return templates.TemplateResponse(
@@ -100,9 +101,8 @@ def create_app(con, settings) -> FastAPI:
                 redirect.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
                 return redirect
             if given is None or not hmac.compare_digest(given.encode(), token.encode()):
-                message = (
-                    "this tracehound needs its API token: send 'Authorization: Bearer TOKEN'"
-                    + ("" if _is_api(request) else ", or open this page once with ?token=TOKEN")
+                message = "this tracehound needs its API token: send 'Authorization: Bearer TOKEN'" + (
+                    "" if _is_api(request) else ", or open this page once with ?token=TOKEN"
                 )
                 return error_response(request, 401, message, headers={"WWW-Authenticate": "Bearer"})
         response = await call_next(request)

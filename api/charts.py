@@ -87,7 +87,9 @@ def latency_chart(points: list[dict], *, title: str = "Latency (ms)") -> Markup:
     return _clean(chart.render())
 
 
-def breakdown_chart(points: list[dict], *, title: str = "Where the time goes (mean ms per request)") -> Markup:
+def breakdown_chart(
+    points: list[dict], *, title: str = "Where the time goes (mean ms per request)"
+) -> Markup:
     """Stacked bars per time bucket: db, cache, http, template and self time (ms per request)."""
     chart = pygal.StackedBar(
         width=760,

@@ -120,7 +120,9 @@ class Endpoint(BaseModel):
     p50_ms: float
     p95_ms: float
     p99_ms: float
-    throughput_rps: float = Field(description="Requests / seconds between the window's first and last request.")
+    throughput_rps: float = Field(
+        description="Requests / seconds between the window's first and last request."
+    )
     error_rate: float
     queries_per_request: float
     cache_hit_ratio: float | None = Field(description="null when the route made no cache lookups.")

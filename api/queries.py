@@ -131,7 +131,12 @@ def list_findings(
     else:
         source = "findings"
     where = []
-    for column, value in (("service", service), ("kind", kind), ("endpoint", endpoint), ("severity", severity)):
+    for column, value in (
+        ("service", service),
+        ("kind", kind),
+        ("endpoint", endpoint),
+        ("severity", severity),
+    ):
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
@@ -288,7 +293,9 @@ def list_endpoints(
     ).fetchall()
     impacts = dict(
         ((s, e), i)
-        for s, e, i in cur.execute("SELECT service, endpoint, sum(impact_ms) FROM findings GROUP BY ALL").fetchall()
+        for s, e, i in cur.execute(
+            "SELECT service, endpoint, sum(impact_ms) FROM findings GROUP BY ALL"
+        ).fetchall()
     )
     items = [
         {

@@ -144,9 +144,13 @@ def findings_page(
 def endpoints_page(request: Request, cur: Cursor, route: str | None = None, service: str | None = None):
     """All routes (table with trends) or, with ``route``, its latency and time-breakdown charts."""
     if route is None:
-        return _render(request, "endpoints.html", data=queries.list_endpoints(cur, service=service, with_trend=True))
+        return _render(
+            request, "endpoints.html", data=queries.list_endpoints(cur, service=service, with_trend=True)
+        )
     series = queries.endpoint_series(cur, route=route, service=service)
-    stats = queries.list_endpoints(cur, service=service, route=route, since=series["since"], until=series["until"])
+    stats = queries.list_endpoints(
+        cur, service=service, route=route, since=series["since"], until=series["until"]
+    )
     findings = queries.list_findings(cur, endpoint=route, service=service, limit=20)["items"]
     return _render(
         request,

@@ -42,7 +42,21 @@ def build_waterfall(trace_id: str, rows: list[tuple]) -> dict:
     Returns ``{"trace_id", "start", "duration_ms", "span_count", "services", "root_name", "spans"}``.
     """
     spans = []
-    for ts, span_id, parent, name, kind, service, duration, status, message, attrs, res, scope, events in rows:
+    for (
+        ts,
+        span_id,
+        parent,
+        name,
+        kind,
+        service,
+        duration,
+        status,
+        message,
+        attrs,
+        res,
+        scope,
+        events,
+    ) in rows:
         attrs = dict(attrs or {})
         start_ns = _epoch_ns(ts)
         spans.append(

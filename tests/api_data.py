@@ -48,8 +48,21 @@ def _span(trace, sid, parent, name, start, dur_ms, service, kind="Internal", att
     }
 
 
-def _summary(trace, service, route, start_dt, dur_ms, *, db=0, db_ms=0.0, hits=0, misses=0, cache_ms=0.0,
-             tpl_ms=0.0, status=200):
+def _summary(
+    trace,
+    service,
+    route,
+    start_dt,
+    dur_ms,
+    *,
+    db=0,
+    db_ms=0.0,
+    hits=0,
+    misses=0,
+    cache_ms=0.0,
+    tpl_ms=0.0,
+    status=200,
+):
     return (
         trace, service, route, "GET", status, start_dt, int(dur_ms * MS), status >= 500, 1 + db + hits + misses,
         db, int(db_ms * MS), hits + misses, hits, misses, int(cache_ms * MS), 0, 0, int(tpl_ms * MS),
@@ -62,6 +75,7 @@ def populate(con, *, evil: bool = False, traces_per_route: int = 40, seed: int =
     "service", "evil_id" (with evil)}``."""
     rng = random.Random(seed)
     service = EVIL if evil else "shop"
+    slow_route = EVIL + "/authors" if evil else "/authors"
     sql_author = EVIL if evil else "SELECT authors.id, authors.name FROM authors WHERE authors.id = %(pk_1)s"
     spans, summaries, occurrences = [], [], []
     n1_traces, n1_span_ids = [], {}
@@ -92,7 +106,9 @@ def populate(con, *, evil: bool = False, traces_per_route: int = 40, seed: int =
                                                                          "code.line.number": "57"}}))  # fmt: skip
         spans.append(_span(trace, hexid(rng, 16), root, "jinja2.render", t + int((dur - 4) * MS), 3.5, service,
                            attrs={"jinja2.template_name": "books.html"}))  # fmt: skip
-        summaries.append(_summary(trace, service, "/books", start_dt, dur, db=n_db, db_ms=n_db * author_ms, tpl_ms=3.5))
+        summaries.append(
+            _summary(trace, service, "/books", start_dt, dur, db=n_db, db_ms=n_db * author_ms, tpl_ms=3.5)
+        )
         n1_traces.append(trace)
         n1_span_ids[trace] = ids
         occurrences.append((trace, start_dt, (n_db - 2) * author_ms, n_db - 1, (n_db - 1) * author_ms, ids))
@@ -121,10 +137,10 @@ def populate(con, *, evil: bool = False, traces_per_route: int = 40, seed: int =
         start3 = start_dt + dt.timedelta(seconds=60)
         slow = 180 + 40 * rng.random()
         spans.append(_span(trace3, root3, "", "GET /authors", ns(start3), slow + 3, service, "Server",
-                           {"http.route": "/authors"}))  # fmt: skip
+                           {"http.route": slow_route}))  # fmt: skip
         spans.append(_span(trace3, hexid(rng, 16), root3, "SELECT shop", ns(start3) + MS, slow, service, "Client",
                            {"db.system": "postgresql", "db.statement": "SELECT * FROM authors ORDER BY lower(name)"}))  # fmt: skip
-        summaries.append(_summary(trace3, service, "/authors", start3, slow + 3, db=1, db_ms=slow))
+        summaries.append(_summary(trace3, service, slow_route, start3, slow + 3, db=1, db_ms=slow))
     insert_span_rows(con, spans)
     con.executemany("INSERT INTO trace_summaries VALUES (" + ", ".join(["?"] * 19) + ")", summaries)
 
@@ -150,9 +166,9 @@ def populate(con, *, evil: bool = False, traces_per_route: int = 40, seed: int =
         EVIL if evil else "Load the authors with the books: select(Book).options(selectinload(Book.author)).",
         occurrences, ("shop/views.py", 57, EVIL if evil else "list_books"),
     )  # fmt: skip
-    slow_occ = [(s[0], s[5], s[6] / MS - 100, 1, s[6] / MS, []) for s in summaries if s[2] == "/authors"]
+    slow_occ = [(s[0], s[5], s[6] / MS - 100, 1, s[6] / MS, []) for s in summaries if s[2] == slow_route]
     slow_id = add_finding(
-        "slow_query", "medium", "/authors", "Slow query: SELECT * FROM authors ORDER BY lower(name)",
+        "slow_query", "medium", slow_route, "Slow query: SELECT * FROM authors ORDER BY lower(name)",
         {"statement": "SELECT * FROM authors ORDER BY lower(name)", "p95_ms": 215.0, "threshold_ms": 100},
         "Add an index on lower(name) or paginate the author list.", slow_occ, ("shop/authors.py", 12, "authors"),
     )  # fmt: skip
@@ -164,4 +180,5 @@ def populate(con, *, evil: bool = False, traces_per_route: int = 40, seed: int =
         "n1_span_ids": n1_span_ids[n1_traces[-1]],
         "books_trace": n1_traces[0],
         "service": service,
+        "slow_route": slow_route,
     }
