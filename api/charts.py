@@ -34,7 +34,11 @@ STYLE = Style(
     label_font_size=11,
     major_label_font_size=11,
     legend_font_size=12,
-    title_font_size=14,
+    title_font_size=15,
+    guide_stroke_color="#e2e8f0",
+    major_guide_stroke_color="#cbd5e1",
+    guide_stroke_dasharray="0",
+    major_guide_stroke_dasharray="0",
 )
 
 _COMMON = {
@@ -71,8 +75,10 @@ def sparkline(values: list[float | None], *, width: int = 120, height: int = 28)
 def latency_chart(points: list[dict], *, title: str = "Latency (ms)") -> Markup:
     """p50/p95/p99 lines over time buckets (``points`` from ``queries.endpoint_series``)."""
     chart = pygal.Line(
-        width=760,
-        height=280,
+        width=1100,
+        height=320,
+        include_x_axis=True,
+        show_minor_y_labels=False,
         title=title,
         legend_at_bottom=True,
         x_label_rotation=0,
@@ -92,8 +98,9 @@ def breakdown_chart(
 ) -> Markup:
     """Stacked bars per time bucket: db, cache, http, template and self time (ms per request)."""
     chart = pygal.StackedBar(
-        width=760,
-        height=280,
+        width=1100,
+        height=320,
+        show_minor_y_labels=False,
         title=title,
         legend_at_bottom=True,
         show_minor_x_labels=False,

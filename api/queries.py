@@ -234,16 +234,18 @@ def get_finding(cur, finding_id: str) -> dict:
 
 
 def _window(cur, since, until) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """Resolve the statistics window: defaults end at the newest trace and span DEFAULT_WINDOW."""
+    """Resolve the statistics window. A missing ``until`` is just after the newest trace; a missing
+    ``since`` is the oldest trace, but at most DEFAULT_WINDOW before ``until`` (and at least a minute),
+    so trend charts spread their buckets over the data there is. ``(None, None)`` with no data."""
     since, until = _check_window(since, until)
-    if since is None:
-        latest = until or cur.execute("SELECT max(start) FROM trace_summaries").fetchone()[0]
-        if latest is None:
-            return None, None
-        since = latest - DEFAULT_WINDOW
-    if until is None:
-        until = cur.execute("SELECT max(start) FROM trace_summaries").fetchone()[0]
-        until = (until or since) + dt.timedelta(microseconds=1)
+    if since is None or until is None:
+        first, last = cur.execute("SELECT min(start), max(start) FROM trace_summaries").fetchone()
+        if first is None:
+            return since, until
+        if until is None:
+            until = last + dt.timedelta(microseconds=1)
+        if since is None:
+            since = max(until - DEFAULT_WINDOW, min(first, until - dt.timedelta(minutes=1)))
     return since, until
 
 
@@ -264,10 +266,10 @@ def list_endpoints(
     status Error), ``queries_per_request`` (mean DB client spans), ``cache_hit_ratio`` (0..1, ``None``
     with no cache lookups), ``impact_ms`` of open findings on the route and, with ``with_trend``,
     ``trend_p95_ms`` (``TREND_BUCKETS`` values, ``None`` for empty buckets).
-    Returns ``{"since", "until", "items"}``, busiest routes first.
+    Returns ``{"since", "until", "items"}``, the routes that took the most server time first.
     """
     since, until = _window(cur, since, until)
-    if since is None:
+    if since is None or until is None:
         return {"since": None, "until": None, "items": []}
     where, params = ["start >= ?", "start < ?"], [since, until]
     if service is not None:
@@ -287,7 +289,7 @@ def list_endpoints(
                avg(CASE WHEN is_error THEN 1.0 ELSE 0.0 END) AS error_rate,
                avg(db_count) AS queries_per_request,
                sum(cache_hits) / nullif(sum(cache_hits + cache_misses), 0) AS cache_hit_ratio
-        FROM s, span GROUP BY service, endpoint ORDER BY requests DESC, service, endpoint
+        FROM s, span GROUP BY service, endpoint ORDER BY sum(duration_ns) DESC, service, endpoint
         """,
         params,
     ).fetchall()

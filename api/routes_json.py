@@ -82,7 +82,7 @@ def endpoints(
     until: Until = None,
 ):
     """Per-route latency percentiles (ms), throughput (req/s), error rate, queries/request and cache
-    hit ratio from the analysed traces. Default window: the 24 h ending at the newest trace."""
+    hit ratio from the analysed traces. Default window: from the oldest trace, at most 24 h, to the newest."""
     return queries.list_endpoints(cur, service=service, route=route, since=since, until=until)
 
 
