@@ -7,9 +7,19 @@ rates are fractions 0..1.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    """Stored timestamps are naive UTC: mark them UTC so they serialise as RFC 3339 with ``Z``."""
+    return (
+        value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+    )
+
+
+UtcDateTime = Annotated[dt.datetime, AfterValidator(_as_utc)]
 
 
 class ErrorDetail(BaseModel):
@@ -40,8 +50,8 @@ class Finding(BaseModel):
     endpoint: str = Field(description="http.route of the root server span ('' if none)")
     title: str
     occurrences: int
-    first_seen: dt.datetime
-    last_seen: dt.datetime
+    first_seen: UtcDateTime
+    last_seen: UtcDateTime
     impact_ms: float
     evidence: Any = Field(description="Kind-specific: statement, counts per request, durations, ratios.")
     example_trace_ids: list[str]
@@ -56,7 +66,7 @@ class FindingPage(BaseModel):
 
 class Occurrence(BaseModel):
     trace_id: str
-    timestamp: dt.datetime
+    timestamp: UtcDateTime
     impact_ms: float
     span_count: int
     duration_ms: float
@@ -65,7 +75,7 @@ class Occurrence(BaseModel):
 
 class Event(BaseModel):
     name: str | None
-    timestamp: dt.datetime | None
+    timestamp: UtcDateTime | None
 
 
 class Span(BaseModel):
@@ -74,7 +84,7 @@ class Span(BaseModel):
     name: str
     kind: str
     service: str
-    start: dt.datetime
+    start: UtcDateTime
     duration_ns: int
     duration_ms: float
     start_offset_ms: float = Field(description="Start relative to the trace's first span.")
@@ -94,7 +104,7 @@ class Span(BaseModel):
 
 class Trace(BaseModel):
     trace_id: str
-    start: dt.datetime
+    start: UtcDateTime
     duration_ms: float
     span_count: int
     services: list[str]
@@ -130,13 +140,13 @@ class Endpoint(BaseModel):
 
 
 class EndpointList(BaseModel):
-    since: dt.datetime | None
-    until: dt.datetime | None
+    since: UtcDateTime | None
+    until: UtcDateTime | None
     items: list[Endpoint]
 
 
 class SeriesPoint(BaseModel):
-    start: dt.datetime
+    start: UtcDateTime
     requests: int
     p50_ms: float
     p95_ms: float
@@ -151,8 +161,8 @@ class SeriesPoint(BaseModel):
 class EndpointSeries(BaseModel):
     service: str | None
     endpoint: str
-    since: dt.datetime
-    until: dt.datetime
+    since: UtcDateTime
+    until: UtcDateTime
     bucket_seconds: float
     points: list[SeriesPoint]
 
@@ -163,6 +173,6 @@ class Service(BaseModel):
     endpoints: int
     error_rate: float | None
     p95_ms: float | None
-    last_seen: dt.datetime | None
+    last_seen: UtcDateTime | None
     findings: int
     impact_ms: float

@@ -48,8 +48,16 @@ def _utc_naive(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
+#: TIMESTAMP_NS covers 1677-09-21 .. 2262-04-11; window bounds are clamped into it.
+_TS_MIN, _TS_MAX = dt.datetime(1678, 1, 1), dt.datetime(2262, 1, 1)
+
+
+def _clamp(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else min(max(value, _TS_MIN), _TS_MAX)
+
+
 def _check_window(since, until):
-    since, until = _utc_naive(since), _utc_naive(until)
+    since, until = _clamp(_utc_naive(since)), _clamp(_utc_naive(until))
     if since and until and since > until:
         raise BadRequest(f"since ({since.isoformat()}Z) is after until ({until.isoformat()}Z)")
     return since, until

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BeforeValidator
 
 from . import queries
 from .models import EndpointList, EndpointSeries, ErrorBody, FindingDetail, FindingPage, Service, Trace
@@ -31,8 +33,19 @@ def db_cursor(request: Request):
 
 
 Cursor = Annotated[Any, Depends(db_cursor)]
-Since = Annotated[dt.datetime | None, Query(description="Window start, ISO 8601 (UTC if no offset).")]
-Until = Annotated[dt.datetime | None, Query(description="Window end (exclusive), ISO 8601.")]
+ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$", re.I)
+
+
+def iso_8601(value):
+    """Accept only ISO 8601 date/times (pydantic alone would also take '0.5' as a Unix time)."""
+    if isinstance(value, str) and not ISO_8601.match(value.strip()):
+        raise ValueError("must be an ISO 8601 date-time such as 2026-11-16T10:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(iso_8601)]
+Since = Annotated[IsoDateTime | None, Query(description="Window start, ISO 8601 (UTC if no offset).")]
+Until = Annotated[IsoDateTime | None, Query(description="Window end (exclusive), ISO 8601.")]
 
 
 @router.get("/findings", response_model=FindingPage)

@@ -102,6 +102,10 @@ def test_findings_filters_and_time_window(shop):
     assert_error(client.get("/api/findings", params={"severity": "urgent"}), 422, "severity")
     assert_error(client.get("/api/findings", params={"limit": 0}), 422, "limit")
     assert_error(client.get("/api/findings", params={"since": "yesterday"}), 422, "since")
+    assert_error(client.get("/api/findings", params={"until": "0.5"}), 422, "ISO 8601")  # not a Unix time
+    assert client.get("/api/findings", params={"since": "2263-01-01T00:00:00Z"}).json()["items"] == []
+    assert client.get("/api/endpoints", params={"until": "1001-01-01"}).json()["items"] == []
+    assert client.get("/api/findings").json()["items"][0]["last_seen"].endswith("Z")
 
 
 def test_filter_values_with_quotes_and_sql_are_harmless(shop):
