@@ -43,7 +43,7 @@ CSP = (
 
 def _is_api(request: Request) -> bool:
     path = request.url.path
-    return path.startswith("/api/") or path == "/api" or path.startswith("/openapi") or path == "/docs"
+    return path.startswith("/api/") or path == "/api" or path.startswith("/openapi")
 
 
 def error_response(request: Request, status: int, message: str, headers: dict | None = None) -> Response:
@@ -79,7 +79,7 @@ def create_app(con, settings) -> FastAPI:
         title="tracehound",
         summary="Performance findings (N+1 queries, slow queries, cache misses, blocking HTTP) of Flask apps.",
         version=_version(),
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN: no network at run time
         redoc_url=None,
     )
     app.state.con = con
@@ -108,7 +108,7 @@ def create_app(con, settings) -> FastAPI:
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if response.headers.get("content-type", "").startswith("text/html") and request.url.path != "/docs":
+        if response.headers.get("content-type", "").startswith("text/html"):
             response.headers.setdefault("Content-Security-Policy", CSP)
         return response
 

@@ -215,22 +215,24 @@ def get_finding(cur, finding_id: str) -> dict:
         for t, ts, i, n, d, s in occ
     ]
     finding["example"] = None
-    candidates = [(o["trace_id"], o["span_ids"]) for o in finding["recent_occurrences"]]
-    spans_by_trace = dict(candidates)
-    for trace_id in list(finding["example_trace_ids"]) + [t for t, _ in candidates]:
-        if not TRACE_ID_RE.match(trace_id or ""):
-            continue
+    examples = [t for t in finding["example_trace_ids"] if TRACE_ID_RE.match(t or "")]
+    known = {
+        t: (ts, list(ids))
+        for t, ts, ids in cur.execute(
+            'SELECT trace_id, "timestamp", span_ids FROM finding_occurrences '
+            "WHERE finding_id = ? AND list_contains(?, trace_id)",
+            [finding_id, examples],
+        ).fetchall()
+    }
+    for o in finding["recent_occurrences"]:
+        known.setdefault(o["trace_id"], (o["timestamp"], o["span_ids"]))
+    ordered = [t for t in examples if t in known] + [o["trace_id"] for o in finding["recent_occurrences"]]
+    for trace_id in dict.fromkeys(ordered):  # unique, in order
+        around, highlight = known[trace_id]
         try:
-            trace = get_trace(cur, trace_id)
-        except NotFound:
+            trace = get_trace(cur, trace_id, around=around)
+        except (NotFound, BadRequest):
             continue
-        highlight = spans_by_trace.get(trace_id)
-        if highlight is None:
-            row = cur.execute(
-                "SELECT span_ids FROM finding_occurrences WHERE finding_id = ? AND trace_id = ? LIMIT 1",
-                [finding_id, trace_id],
-            ).fetchone()
-            highlight = list(row[0]) if row else []
         for span in trace["spans"]:
             span["highlight"] = span["span_id"] in highlight
         finding["example"] = {"trace_id": trace_id, "highlight_span_ids": highlight, "trace": trace}
@@ -287,26 +289,37 @@ def list_endpoints(
         where.append("endpoint = ?")
         params.append(route)
     cond = " AND ".join(where)
+    bucket_ns = max(int((until - since).total_seconds() * 1e9 / TREND_BUCKETS), 1)
+    # One scan: per-route totals and, with trends, per-(route, bucket) p95 via GROUPING SETS.
+    sets = "(service, endpoint), (service, endpoint, b)" if with_trend else "(service, endpoint)"
+    bucket = "b, grouping(b)" if with_trend else "NULL, 1"
     rows = cur.execute(
         f"""
-        WITH s AS (SELECT * FROM trace_summaries WHERE {cond}),
-        span AS (SELECT greatest(epoch(max(start)) - epoch(min(start)), 1.0) AS seconds FROM s)
-        SELECT service, endpoint, count(*) AS requests,
-               quantile_cont(duration_ns, [0.5, 0.95, 0.99]) AS q,
-               count(*) / any_value(span.seconds) AS throughput_rps,
+        SELECT service, endpoint, {bucket}, count(*) AS requests,
+               CASE WHEN {"grouping(b) = 1" if with_trend else "true"} THEN quantile_cont(duration_ns, [0.5, 0.95, 0.99])
+                    ELSE [quantile_cont(duration_ns, 0.95)] END AS q,
+               sum(duration_ns) AS busy_ns, min(start), max(start),
                avg(CASE WHEN is_error THEN 1.0 ELSE 0.0 END) AS error_rate,
                avg(db_count) AS queries_per_request,
                sum(cache_hits) / nullif(sum(cache_hits + cache_misses), 0) AS cache_hit_ratio
-        FROM s, span GROUP BY service, endpoint ORDER BY sum(duration_ns) DESC, service, endpoint
+        FROM (SELECT *, least((epoch_ns(start) - epoch_ns(CAST(? AS TIMESTAMP_NS))) // ?, {TREND_BUCKETS - 1}) AS b
+              FROM trace_summaries WHERE {cond})
+        GROUP BY GROUPING SETS ({sets})
         """,
-        params,
+        [since, bucket_ns, *params],
     ).fetchall()
+    totals = [r for r in rows if r[3] == 1]
+    seconds = 1.0
+    if totals:
+        first, last = min(r[7] for r in totals), max(r[8] for r in totals)
+        seconds = max((last - first).total_seconds(), 1.0)
     impacts = dict(
         ((s, e), i)
         for s, e, i in cur.execute(
             "SELECT service, endpoint, sum(impact_ms) FROM findings GROUP BY ALL"
         ).fetchall()
     )
+    totals.sort(key=lambda r: (-r[6], r[0], r[1]))  # most server time first
     items = [
         {
             "service": s,
@@ -315,28 +328,19 @@ def list_endpoints(
             "p50_ms": q[0] / 1e6,
             "p95_ms": q[1] / 1e6,
             "p99_ms": q[2] / 1e6,
-            "throughput_rps": rps,
+            "throughput_rps": n / seconds,
             "error_rate": err,
             "queries_per_request": qpr,
             "cache_hit_ratio": chr_,
             "findings_impact_ms": impacts.get((s, e), 0.0),
         }
-        for s, e, n, q, rps, err, qpr, chr_ in rows
+        for s, e, _b, _g, n, q, _busy, _first, _last, err, qpr, chr_ in totals
     ]
-    if with_trend and items:
-        bucket_ns = max(int((until - since).total_seconds() * 1e9 / TREND_BUCKETS), 1)
-        trend = cur.execute(
-            f"""
-            SELECT service, endpoint,
-                   least((epoch_ns(start) - epoch_ns(CAST(? AS TIMESTAMP_NS))) // ?, {TREND_BUCKETS - 1}) AS b,
-                   quantile_cont(duration_ns, 0.95) / 1e6
-            FROM trace_summaries WHERE {cond} GROUP BY ALL
-            """,
-            [since, bucket_ns, *params],
-        ).fetchall()
+    if with_trend:
         series: dict = {}
-        for s, e, b, p95 in trend:
-            series.setdefault((s, e), [None] * TREND_BUCKETS)[int(b)] = p95
+        for r in rows:
+            if r[3] == 0:
+                series.setdefault((r[0], r[1]), [None] * TREND_BUCKETS)[int(r[2])] = r[5][0] / 1e6
         for item in items:
             item["trend_p95_ms"] = series.get((item["service"], item["endpoint"]), [None] * TREND_BUCKETS)
     return {"since": since, "until": until, "items": items}
@@ -409,19 +413,21 @@ def endpoint_series(
 # ---------------------------------------------------------------------------------------- services
 
 
-def list_services(cur) -> list[dict]:
-    """Services seen in ``trace_summaries`` or ``findings``, with totals.
+def list_services(cur, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[dict]:
+    """Services seen in ``trace_summaries`` (over the same default window as :func:`list_endpoints`)
+    or in ``findings``, with totals.
 
     Each item: ``service``, ``requests``, ``endpoints`` (distinct routes), ``error_rate`` (0..1),
     ``p95_ms``, ``last_seen``, ``findings`` (count) and ``impact_ms`` (sum over findings).
     """
+    since, until = _window(cur, since, until)
     rows = cur.execute(
         """
         WITH t AS (
             SELECT service, count(*) AS requests, count(DISTINCT endpoint) AS endpoints,
                    avg(CASE WHEN is_error THEN 1.0 ELSE 0.0 END) AS error_rate,
                    quantile_cont(duration_ns, 0.95) / 1e6 AS p95_ms, max(start) AS last_seen
-            FROM trace_summaries GROUP BY service),
+            FROM trace_summaries WHERE start >= ? AND start < ? GROUP BY service),
         f AS (SELECT service, count(*) AS findings, sum(impact_ms) AS impact_ms, max(last_seen) AS last_seen
               FROM findings GROUP BY service)
         SELECT coalesce(t.service, f.service), coalesce(t.requests, 0), coalesce(t.endpoints, 0),
@@ -429,7 +435,8 @@ def list_services(cur) -> list[dict]:
                coalesce(f.findings, 0), coalesce(f.impact_ms, 0)
         FROM t FULL OUTER JOIN f ON t.service = f.service
         ORDER BY 8 DESC, 2 DESC, 1
-        """
+        """,
+        [since or _TS_MIN, until or _TS_MIN],
     ).fetchall()
     keys = ("service", "requests", "endpoints", "error_rate", "p95_ms", "last_seen", "findings", "impact_ms")
     return [dict(zip(keys, row, strict=True)) for row in rows]
@@ -438,9 +445,11 @@ def list_services(cur) -> list[dict]:
 # ------------------------------------------------------------------------------------------ traces
 
 
-def get_trace(cur, trace_id: str) -> dict:
+def get_trace(cur, trace_id: str, around: dt.datetime | None = None) -> dict:
     """All spans of one trace, in waterfall order (see :func:`tracehound.api.waterfall.build_waterfall`).
 
+    ``around`` (a time inside the trace, e.g. a finding occurrence's) narrows the scan to one hour
+    either side without looking the trace up first, and skips the full-scan fallback.
     Raises :class:`BadRequest` unless ``trace_id`` is 32 lowercase/uppercase hex digits and
     :class:`NotFound` when no span of it is stored.
     """
@@ -451,9 +460,12 @@ def get_trace(cur, trace_id: str) -> dict:
         '"Timestamp", "SpanId", "ParentSpanId", "SpanName", "SpanKind", "ServiceName", "Duration", '
         '"StatusCode", "StatusMessage", "SpanAttributes", "ResourceAttributes", "ScopeName", "Events"'
     )
-    hint = cur.execute(
-        "SELECT min(start), max(start) FROM trace_summaries WHERE trace_id = ?", [trace_id]
-    ).fetchone()
+    if around is not None:  # e.g. a finding occurrence's timestamp: no lookup needed
+        hint = (around, around)
+    else:
+        hint = cur.execute(
+            "SELECT min(start), max(start) FROM trace_summaries WHERE trace_id = ?", [trace_id]
+        ).fetchone()
     rows = []
     if hint[0] is not None:
         # Narrow by time so zone maps skip other row groups; one hour of margin for clock skew.
@@ -461,7 +473,7 @@ def get_trace(cur, trace_id: str) -> dict:
             f'SELECT {cols} FROM otel_traces WHERE "TraceId" = ? AND "Timestamp" BETWEEN ? AND ?',
             [trace_id, hint[0] - dt.timedelta(hours=1), hint[1] + dt.timedelta(hours=1)],
         ).fetchall()
-    if not rows:
+    if not rows and around is None:
         rows = cur.execute(f'SELECT {cols} FROM otel_traces WHERE "TraceId" = ?', [trace_id]).fetchall()
     if not rows:
         raise NotFound(f"trace {trace_id!r} not found (no stored span has this trace id)")

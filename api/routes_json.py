@@ -113,9 +113,10 @@ def endpoint_series(
 
 
 @router.get("/services", response_model=list[Service])
-def services(cur: Cursor):
-    """Services with request totals, p95 ms, error rate and their findings' count and impact."""
-    return queries.list_services(cur)
+def services(cur: Cursor, since: Since = None, until: Until = None):
+    """Services with request totals, p95 ms, error rate (default window as ``/api/endpoints``) and
+    their findings' count and impact."""
+    return queries.list_services(cur, since=since, until=until)
 
 
 @router.get("/traces/{trace_id}", response_model=Trace)
