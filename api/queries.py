@@ -296,8 +296,7 @@ def list_endpoints(
     rows = cur.execute(
         f"""
         SELECT service, endpoint, {bucket}, count(*) AS requests,
-               CASE WHEN {"grouping(b) = 1" if with_trend else "true"} THEN quantile_cont(duration_ns, [0.5, 0.95, 0.99])
-                    ELSE [quantile_cont(duration_ns, 0.95)] END AS q,
+               quantile_cont(duration_ns, [0.5, 0.95, 0.99]) AS q,
                sum(duration_ns) AS busy_ns, min(start), max(start),
                avg(CASE WHEN is_error THEN 1.0 ELSE 0.0 END) AS error_rate,
                avg(db_count) AS queries_per_request,
@@ -340,7 +339,7 @@ def list_endpoints(
         series: dict = {}
         for r in rows:
             if r[3] == 0:
-                series.setdefault((r[0], r[1]), [None] * TREND_BUCKETS)[int(r[2])] = r[5][0] / 1e6
+                series.setdefault((r[0], r[1]), [None] * TREND_BUCKETS)[int(r[2])] = r[5][1] / 1e6
         for item in items:
             item["trend_p95_ms"] = series.get((item["service"], item["endpoint"]), [None] * TREND_BUCKETS)
     return {"since": since, "until": until, "items": items}
