@@ -142,19 +142,29 @@ def populate(con, *, evil: bool = False, traces_per_route: int = 40, seed: int =
                            {"db.system": "postgresql", "db.statement": "SELECT * FROM authors ORDER BY lower(name)"}))  # fmt: skip
         summaries.append(_summary(trace3, service, slow_route, start3, slow + 3, db=1, db_ms=slow))
     insert_span_rows(con, spans)
-    con.executemany("INSERT INTO trace_summaries VALUES (" + ", ".join(["?"] * 19) + ")", summaries)
+    summary_columns = (
+        "trace_id, service, endpoint, http_method, http_status_code, start, duration_ns, is_error, span_count, "
+        "db_count, db_ns, cache_count, cache_hits, cache_misses, cache_ns, http_count, http_ns, template_ns, self_ns"
+    )
+    con.executemany(
+        f"INSERT INTO trace_summaries ({summary_columns}) VALUES ({', '.join(['?'] * 19)})", summaries
+    )
 
     def add_finding(kind, severity, endpoint, title, evidence, fix, occ, loc):
         fingerprint = hashlib.sha256(f"{kind}|{service}|{endpoint}|{title}".encode()).hexdigest()
         fid = fingerprint[:16]
         con.execute(
-            "INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+            "INSERT INTO findings (id, fingerprint, kind, severity, service, endpoint, title, occurrences, "
+            "first_seen, last_seen, impact_ms, evidence, example_trace_ids, code_filepath, code_lineno, "
+            "code_function, fix_hint, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
             [fid, fingerprint, kind, severity, service, endpoint, title, len(occ), min(o[1] for o in occ),
              max(o[1] for o in occ), sum(o[2] for o in occ), json.dumps(evidence), [o[0] for o in occ[-3:]],
              *loc, fix],
         )  # fmt: skip
         con.executemany(
-            "INSERT INTO finding_occurrences VALUES (?, ?, ?, ?, ?, ?, ?)", [(fid, *o) for o in occ]
+            "INSERT INTO finding_occurrences (finding_id, trace_id, timestamp, impact_ms, span_count, duration_ms, "
+            "span_ids) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(fid, *o) for o in occ],
         )
         return fid
 
