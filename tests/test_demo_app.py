@@ -18,6 +18,7 @@ from sqlalchemy.pool import Pool
 from tracehound.demo.app import PLANTED, TWINS, create_app, planted_locations
 from tracehound.demo.app.extensions import PAGE_SIZE, cache
 from tracehound.demo.app.models import db
+from tracehound.demo.app.pages import AUTHORS_PER_PAGE
 from tracehound.demo.app.stub import LIVE_DELAY_S, start_stub
 
 GET_ROUTES = {
@@ -170,7 +171,7 @@ def test_nested_n_plus_one_and_its_eager_twin(app):
     assert a.text.replace(" (eager)", "") == b.text.replace(" (eager)", "")  # same page, different loading
     books = [s for s, _ in planted.seen if "FROM books" in s]
     reviews = [s for s, _ in planted.seen if "FROM reviews" in s]
-    assert len(books) == 15 and len(reviews) > 30
+    assert len(books) == AUTHORS_PER_PAGE and len(reviews) > 2 * AUTHORS_PER_PAGE
     assert len(twin.seen) == 3
 
 
