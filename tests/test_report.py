@@ -15,12 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
+from conftest import free_port
 from tracehound.api.report import BadWeekError, parse_week, render_report, weekly_report
 from tracehound.collector.store import open_database
 
 from tracehound.cli import main
-
-from .conftest import free_port
 
 WEEK = "2026-W10"
 _, START, END = parse_week(WEEK)
