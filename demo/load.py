@@ -142,3 +142,41 @@ def drive(
         if on_tick:
             on_tick(time.monotonic() - started)
     return result
+
+
+def main() -> None:
+    """``python -m tracehound.demo.load --url URL [--duration S] [--threads N] [--wait S]``.
+
+    ``--duration 0`` runs until interrupted (the compose ``load`` service); ``--wait`` is how long
+    to wait for ``URL/api/health`` first.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Drive the demo bookshop with a realistic request mix.")
+    parser.add_argument("--url", default="http://127.0.0.1:5000")
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until interrupted")
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the app to answer")
+    args = parser.parse_args()
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            if requests.get(f"{args.url}/api/health", timeout=2).ok:
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{args.url} did not answer /api/health within {args.wait:.0f} s")
+        time.sleep(1)
+    try:
+        while True:
+            result = drive(args.url, args.duration or 60.0, threads=args.threads)
+            print(f"{result.total} requests, {sum(result.failures.values())} failed", flush=True)
+            if args.duration:
+                break
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
