@@ -32,7 +32,7 @@ PLANTED = {
     "/cart/<int:order_id>": ("repeated_query", "cart"),
     "/search": ("slow_query", "search"),
     "/api/recommendations": ("cache_miss_ratio", "recommendations"),
-    "/api/shipping/quote": ("slow_span", "shipping_quote"),
+    "/api/shipping/quote": ("consecutive_http", "shipping_quote"),
     "/api/inventory/report": ("connection_churn", "inventory_report"),
 }
 
@@ -44,7 +44,7 @@ TWINS = {
     "/cart/<int:order_id>": "/cart/<int:order_id>/hoisted",
     "/search": "/search/tags",
     "/api/recommendations": "/api/bestsellers",
-    "/api/shipping/quote": "/api/shipping/quote/cached",
+    "/api/shipping/quote": "/api/shipping/quote/concurrent",
     "/api/inventory/report": "/api/inventory",
 }
 

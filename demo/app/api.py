@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextvars
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from flask import Blueprint, abort, current_app, jsonify, request
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from .extensions import PAGE_SIZE, book_card, cache
 from .models import Author, Book, Order, OrderItem, db
 
 api = Blueprint("api", __name__, url_prefix="/api")
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="carrier-rates")
 
-#: Inventory figures, as SQL that runs the same on SQLite, PostgreSQL and MariaDB.
-LOW_STOCK_SQL = text("SELECT count(*) FROM books WHERE stock < 3")
-TOTAL_STOCK_SQL = text("SELECT sum(stock) FROM books")
+#: Inventory figures (books nearly out of stock, copies in stock).
+LOW_STOCK = select(func.count(Book.id)).where(Book.stock < 3)
+TOTAL_STOCK = select(func.sum(Book.stock))
+#: Carriers asked for a live shipping rate.
+CARRIERS = ("parcelpost", "swiftship", "bookmail", "euroexpress", "cargoline")
 
 
 def _page() -> int:
@@ -128,24 +133,43 @@ def bestsellers():
     return jsonify(books=books)
 
 
+def _live_rate(base_url: str, carrier: str, weight_g: int) -> dict:
+    response = requests.get(
+        f"{base_url}/v1/rates/live", params={"carrier": carrier, "weight_g": weight_g}, timeout=10
+    )
+    response.raise_for_status()
+    return response.json()
+
+
 @api.get("/shipping/quote")
 def shipping_quote():
-    """PLANTED slow outbound HTTP: asks the carrier's live rate API (~400 ms) inside the request."""
+    """PLANTED consecutive_http: asks each carrier's live rate API (~0.55 s) one after another."""
     weight_g = request.args.get("weight_g", 800, type=int)
-    url = f"{current_app.config['STUB_URL']}/v1/rates/live"
-    response = requests.get(url, params={"weight_g": weight_g}, timeout=10)  # planted: slow_span
-    response.raise_for_status()
-    return jsonify(weight_g=weight_g, **response.json())
+    base_url = current_app.config["STUB_URL"]
+    quotes = []
+    for carrier in CARRIERS:
+        response = requests.get(
+            f"{base_url}/v1/rates/live", params={"carrier": carrier, "weight_g": weight_g}, timeout=10
+        )  # planted: consecutive_http
+        response.raise_for_status()
+        quotes.append(response.json())
+    return jsonify(weight_g=weight_g, best=min(quotes, key=lambda q: q["price"]), quotes=quotes)
 
 
-@api.get("/shipping/quote/cached")
-def shipping_quote_cached():
-    """Clean twin of :func:`shipping_quote`: reads the carrier's published rate table (fast)."""
+@api.get("/shipping/quote/concurrent")
+def shipping_quote_concurrent():
+    """Clean twin of :func:`shipping_quote`: the same calls, concurrently (one call's latency).
+
+    Each call runs in a copy of the request's context, so its client span stays in this trace.
+    """
     weight_g = request.args.get("weight_g", 800, type=int)
-    url = f"{current_app.config['STUB_URL']}/v1/rates/table"
-    response = requests.get(url, params={"weight_g": weight_g}, timeout=10)
-    response.raise_for_status()
-    return jsonify(weight_g=weight_g, **response.json())
+    base_url = current_app.config["STUB_URL"]
+    futures = [
+        _POOL.submit(contextvars.copy_context().run, _live_rate, base_url, carrier, weight_g)
+        for carrier in CARRIERS
+    ]
+    quotes = [f.result() for f in futures]
+    return jsonify(weight_g=weight_g, best=min(quotes, key=lambda q: q["price"]), quotes=quotes)
 
 
 @api.get("/inventory/report")
@@ -154,7 +178,7 @@ def inventory_report():
     engine = create_engine(current_app.config["SQLALCHEMY_DATABASE_URI"])  # planted: connection_churn
     try:
         with engine.connect() as conn:  # planted: connection_churn
-            low, total = conn.execute(LOW_STOCK_SQL).scalar(), conn.execute(TOTAL_STOCK_SQL).scalar()
+            low, total = conn.execute(LOW_STOCK).scalar(), conn.execute(TOTAL_STOCK).scalar()
     finally:
         engine.dispose()
     return jsonify(low_stock=low, total_stock=int(total or 0))
@@ -163,8 +187,8 @@ def inventory_report():
 @api.get("/inventory")
 def inventory():
     """Clean twin of :func:`inventory_report`: the app's shared, pooled engine."""
-    low = db.session.execute(LOW_STOCK_SQL).scalar()
-    total = db.session.execute(TOTAL_STOCK_SQL).scalar()
+    low = db.session.execute(LOW_STOCK).scalar()
+    total = db.session.execute(TOTAL_STOCK).scalar()
     return jsonify(low_stock=low, total_stock=int(total or 0))
 
 

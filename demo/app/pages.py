@@ -177,19 +177,22 @@ def _fold(text: str) -> str:
 
 @pages.get("/search")
 def search():
-    """PLANTED slow_query: folds every review body in SQL, then ``LIKE '%q%'``: a full scan, ~0.3 s."""
+    """PLANTED slow_query: folds every review body in SQL (to filter, then twice more to rank by
+    mentions), so no index can help and SQLite works through ~20 MB of text: over a second."""
     q = _fold(request.args.get("q", ""))
     if not q:
         abort(400, "give a search term: /search?q=word")
+    folded = _folded(Review.body)
+    mentions = func.sum((func.length(folded) - func.length(func.replace(folded, q, ""))) / len(q))
     stmt = (
-        select(Book.id, Book.title)
+        select(Book.id, Book.title, mentions.label("mentions"))
         .join(Review, Review.book_id == Book.id)
-        .where(_folded(Review.body).like(f"%{q}%"))
-        .distinct()
-        .order_by(Book.title)
+        .where(folded.like(f"%{q}%"))
+        .group_by(Book.id, Book.title)
+        .order_by(mentions.desc(), Book.title)
         .limit(20)
     )
-    hits = db.session.execute(stmt).all()  # planted: slow_query
+    hits = [(book_id, title) for book_id, title, _ in db.session.execute(stmt)]  # planted: slow_query
     return render_template("search.html", q=q, hits=hits)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
 from .models import Author, Book, Order, OrderItem, Review, Setting, Tag, book_tags, db
 
@@ -184,6 +184,10 @@ def seed(books: int = 1200, authors: int = 250, reviews_per_book: int = 35, orde
     """
     if db.session.scalar(select(func.count()).select_from(Book)):
         return counts()
+    if db.engine.dialect.name == "sqlite":
+        # Write-ahead log: readers and the order-writing requests never block each other (in the
+        # default rollback journal a commit waits for the slow search and stalls every reader).
+        db.session.execute(text("PRAGMA journal_mode=WAL"))
     rng = random.Random(42)
     sentences = [_sentence(rng) for _ in range(3000)]
     db.session.execute(

@@ -1,8 +1,7 @@
 """A tiny carrier rate service the demo's shipping routes call (run: ``python -m tracehound.demo.app.stub``).
 
-``GET /v1/rates/live?weight_g=N`` answers after ``LIVE_DELAY_S`` (0.4 s, a slow live quote);
-``GET /v1/rates/table?weight_g=N`` answers at once from the published table. Both return
-``{"carrier": str, "price": float (euros), "source": "live"|"table"}``. ``GET /healthz`` answers ``ok``.
+``GET /v1/rates/live?carrier=NAME&weight_g=N`` answers after ``LIVE_DELAY_S`` (0.55 s, a slow live
+quote) with ``{"carrier": str, "price": float (euros)}``. ``GET /healthz`` answers ``ok``.
 """
 
 from __future__ import annotations
@@ -15,11 +14,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-LIVE_DELAY_S = 0.4
+LIVE_DELAY_S = 0.55
 
 
-def _price(weight_g: int) -> float:
-    return round(3.99 + 0.002 * max(0, weight_g - 500), 2)
+def _price(carrier: str, weight_g: int) -> float:
+    return round(3.49 + len(carrier) * 0.1 + 0.002 * max(0, weight_g - 500), 2)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -35,10 +34,9 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/healthz":
             return self._send(200, {"status": "ok"})
         if url.path == "/v1/rates/live":
+            carrier = query.get("carrier", ["parcelpost"])[0]
             time.sleep(LIVE_DELAY_S)
-            return self._send(200, {"carrier": "parcelpost", "price": _price(weight_g), "source": "live"})
-        if url.path == "/v1/rates/table":
-            return self._send(200, {"carrier": "parcelpost", "price": _price(weight_g), "source": "table"})
+            return self._send(200, {"carrier": carrier, "price": _price(carrier, weight_g)})
         return self._send(404, {"error": f"no route {url.path}"})
 
     def _send(self, status: int, body: dict) -> None:
