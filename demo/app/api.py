@@ -134,9 +134,8 @@ def bestsellers():
 
 
 def _live_rate(base_url: str, carrier: str, weight_g: int) -> dict:
-    response = requests.get(
-        f"{base_url}/v1/rates/live", params={"carrier": carrier, "weight_g": weight_g}, timeout=10
-    )
+    url = f"{base_url}/v1/carriers/{carrier}/rates"
+    response = requests.get(url, params={"weight_g": weight_g}, timeout=10)
     response.raise_for_status()
     return response.json()
 
@@ -148,9 +147,8 @@ def shipping_quote():
     base_url = current_app.config["STUB_URL"]
     quotes = []
     for carrier in CARRIERS:
-        response = requests.get(
-            f"{base_url}/v1/rates/live", params={"carrier": carrier, "weight_g": weight_g}, timeout=10
-        )  # planted: consecutive_http
+        url = f"{base_url}/v1/carriers/{carrier}/rates"
+        response = requests.get(url, params={"weight_g": weight_g}, timeout=10)  # planted: consecutive_http
         response.raise_for_status()
         quotes.append(response.json())
     return jsonify(weight_g=weight_g, best=min(quotes, key=lambda q: q["price"]), quotes=quotes)

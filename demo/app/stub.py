@@ -1,7 +1,8 @@
 """A tiny carrier rate service the demo's shipping routes call (run: ``python -m tracehound.demo.app.stub``).
 
-``GET /v1/rates/live?carrier=NAME&weight_g=N`` answers after ``LIVE_DELAY_S`` (0.55 s, a slow live
-quote) with ``{"carrier": str, "price": float (euros)}``. ``GET /healthz`` answers ``ok``.
+``GET /v1/carriers/NAME/rates?weight_g=N`` (one API per carrier) answers after ``LIVE_DELAY_S``
+(0.55 s, a slow live quote) with ``{"carrier": str, "price": float (euros)}``. ``GET /healthz``
+answers ``ok``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(400, {"error": "weight_g must be an integer (grams)"})
         if url.path == "/healthz":
             return self._send(200, {"status": "ok"})
-        if url.path == "/v1/rates/live":
-            carrier = query.get("carrier", ["parcelpost"])[0]
+        parts = url.path.strip("/").split("/")
+        if len(parts) == 4 and parts[:2] == ["v1", "carriers"] and parts[3] == "rates":
+            carrier = parts[2]
             time.sleep(LIVE_DELAY_S)
             return self._send(200, {"carrier": carrier, "price": _price(carrier, weight_g)})
         return self._send(404, {"error": f"no route {url.path}"})
