@@ -35,14 +35,17 @@ def _summary(trace_id, endpoint, start, duration_ms, is_error=False, service="sh
 
 def _finding(con, fid, kind, title, endpoint, occurrence_times):
     con.execute(
-        "INSERT INTO findings VALUES (?, ?, ?, 'medium', 'shop', ?, ?, ?, ?, ?, ?, '{}', ?, "
+        "INSERT INTO findings (id, fingerprint, kind, severity, service, endpoint, title, occurrences, "
+        "first_seen, last_seen, impact_ms, evidence, example_trace_ids, code_filepath, code_lineno, "
+        "code_function, fix_hint, updated_at) VALUES (?, ?, ?, 'medium', 'shop', ?, ?, ?, ?, ?, ?, '{}', ?, "
         "'/app/views.py', 42, 'book_list', 'Eager-load Book.author with selectinload()', now())",
         [fid, fid * 4, kind, endpoint, title, len(occurrence_times), min(occurrence_times),
          max(occurrence_times), 10.0 * len(occurrence_times), [f"{fid}trace"]],
     )  # fmt: skip
     for i, ts in enumerate(occurrence_times):
         con.execute(
-            "INSERT INTO finding_occurrences VALUES (?, ?, ?, 10.0, 6, 12.5, ['0000000000000001'])",
+            "INSERT INTO finding_occurrences (finding_id, trace_id, timestamp, impact_ms, span_count, "
+            "duration_ms, span_ids) VALUES (?, ?, ?, 10.0, 6, 12.5, ['0000000000000001'])",
             [fid, f"{fid}-{i}", ts],
         )
 
@@ -62,7 +65,10 @@ def db_path(tmp_path_factory):
     for i in range(50):  # the week before
         rows.append(_summary(f"p{i}", "/books", PREV + dt.timedelta(hours=i), 30))
     rows.append(_summary("late", "/books", END + dt.timedelta(hours=1), 9999))  # next week: ignored
-    con.executemany(f"INSERT INTO trace_summaries VALUES ({', '.join(['?'] * 19)})", rows)
+    columns = ("trace_id, service, endpoint, http_method, http_status_code, start, duration_ns, is_error, "
+               "span_count, db_count, db_ns, cache_count, cache_hits, cache_misses, cache_ns, http_count, "
+               "http_ns, template_ns, self_ns")  # fmt: skip
+    con.executemany(f"INSERT INTO trace_summaries ({columns}) VALUES ({', '.join(['?'] * 19)})", rows)
     day = dt.timedelta(days=1)
     _finding(con, "a" * 16, "n_plus_one_query", "N+1 on Book.author", "/books", [PREV + day, START + day])
     _finding(con, "b" * 16, "slow_query", "Slow <script>alert(1)</script> search", "/search",
