@@ -20,8 +20,24 @@ from tracehound.demo.app import PLANTED, TWINS, planted_locations
 DURATION_S = 25
 
 
+def _require_components() -> None:
+    """Skip (fail under CI=true) until the collector, analyzer and API are on this branch."""
+    import importlib.util
+
+    from conftest import CI
+
+    missing = [m for m in ("tracehound.server", "tracehound.analyzer.worker", "tracehound.api.app")
+               if importlib.util.find_spec(m) is None]  # fmt: skip
+    if missing:
+        message = f"tracehound demo needs {', '.join(missing)} (merge the other components)"
+        if CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    _require_components()
     tmp = tmp_path_factory.mktemp("demo-e2e")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACEHOUND_", "OTEL_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
