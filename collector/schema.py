@@ -17,6 +17,12 @@ analyzer's SQL also runs on ClickHouse tables that the Collector wrote:
 tracehound adds OTLP fields the ClickHouse table drops so every field round-trips: span ``Flags``,
 dropped counts, scope attributes, schema URLs.
 
+``trace_bounds`` (store version 2): one row per (trace, commit) with the trace's first and last span
+start, written in the same transaction as the spans. It makes "all spans of one trace" fast: look
+the bounds up (ART index on ``TraceId``), then read ``otel_traces`` with ``Timestamp BETWEEN`` them,
+which zone maps prune to a few row groups because spans arrive roughly in time order (see
+:func:`tracehound.collector.store.trace_time_bounds`).
+
 Versioning: table ``tracehound_schema(component, version)``. Each component (``store``, ``analyzer``)
 migrates its own tables forward and refuses a database written by a newer tracehound.
 """
@@ -24,7 +30,7 @@ migrates its own tables forward and refuses a database written by a newer traceh
 from __future__ import annotations
 
 STORE_COMPONENT = "store"
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2
 
 ATTR_MAP = "MAP(VARCHAR, VARCHAR)"
 
@@ -146,6 +152,22 @@ def check_and_migrate(con, component: str, target_version: int, migrations: dict
     return found
 
 
+TRACE_BOUNDS_DDL = """
+CREATE TABLE IF NOT EXISTS trace_bounds (
+    "TraceId" VARCHAR NOT NULL,
+    "Start"   TIMESTAMP_NS NOT NULL,
+    "End"     TIMESTAMP_NS NOT NULL
+)
+"""
+
+#: Appends the bounds of the traces in a view or table named ``{source}`` (same columns as otel_traces).
+TRACE_BOUNDS_INSERT = 'INSERT INTO trace_bounds SELECT "TraceId", min("Timestamp"), max("Timestamp") FROM {source} GROUP BY "TraceId"'
+
 STORE_MIGRATIONS = {
     1: [OTEL_TRACES_DDL],
+    2: [
+        TRACE_BOUNDS_DDL,
+        TRACE_BOUNDS_INSERT.format(source="otel_traces"),
+        'CREATE INDEX IF NOT EXISTS trace_bounds_trace_id ON trace_bounds ("TraceId")',
+    ],
 }
