@@ -155,13 +155,7 @@ class _Server:
 @contextlib.contextmanager
 def trace_server(tmp_path: Path, *extra_args: str):
     """Yield a :class:`_Server` around a real ``tracehound serve`` on free ports."""
-    try:
-        from support.server import running_server
-    except ImportError:  # INTERIM until the collector's test helper is merged
-        from _interim_receiver import interim_server
+    from tests.support.server import running_server
 
-        with interim_server(tmp_path) as server:
-            yield server
-        return
     with running_server(tmp_path, *extra_args) as server:
         yield _Server(server)

@@ -10,8 +10,9 @@ import subprocess
 import time
 
 import pytest
-from conftest import free_port
-from instr_support import (
+
+from tests.conftest import free_port
+from tests.instr_support import (
     APP_DIR,
     SHOP,
     VENV_BIN,

@@ -7,8 +7,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import free_port
-from instr_support import (
+
+from tests.conftest import free_port
+from tests.instr_support import (
     APP_DIR,
     SHOP,
     app_env,
