@@ -17,9 +17,13 @@ from tests.instr_support import (
     SHOP,
     VENV_BIN,
     app_env,
+    children_of,
+    code_location,
     get,
     instrument,
+    mark_line,
     running_app,
+    server_span,
     trace_server,
 )
 
@@ -225,3 +229,31 @@ def test_doctor(tmp_path):
     assert ok.returncode == 1  # the refused psycopg is a problem
     assert down.returncode == 1
     assert "does not answer. To fix: start the server with 'tracehound serve'" in down.stdout
+
+
+def test_outbound_http_client_spans(tmp_path):
+    port = free_port()
+    with trace_server(tmp_path) as server:
+        target = f"{server.otlp_http_endpoint}/healthz"
+        env = app_env(
+            server.otlp_http_endpoint,
+            SHOP_DB_URL=f"sqlite:///{tmp_path}/shop.sqlite",
+            SHOP_OUTBOUND_URL=target,
+        )
+        cmd = instrument("flask", "--app", "shop", "run", "--no-reload", "--port", str(port))
+        with running_app(cmd, env, APP_DIR, port):
+            assert get(f"http://127.0.0.1:{port}/outbound")["status"] == [200, 200]
+        spans = server.spans(min_count=10)
+    root = server_span(spans, "/outbound")
+    clients = [s for s in children_of(spans, root) if s["kind"] == "Client"]
+    assert [s["scope"] for s in clients] == [
+        "opentelemetry.instrumentation.requests",
+        "opentelemetry.instrumentation.httpx",
+    ]
+    for span, mark in zip(clients, ("requests_get", "httpx_get"), strict=True):
+        a = span["attrs"]
+        assert a["http.request.method"] == "GET" and a["http.method"] == "GET"
+        assert a["url.full"] == target
+        assert a["server.address"] == "127.0.0.1"
+        assert a["http.response.status_code"] == "200"
+        assert code_location(span) == (str(SHOP), str(mark_line(mark)), "register.<locals>.outbound")

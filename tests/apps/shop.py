@@ -2,7 +2,8 @@
 
 Configuration (environment): ``SHOP_DB_URL`` (SQLAlchemy URL, default SQLite file in cwd),
 ``SHOP_CACHE_TYPE`` (Flask-Caching ``CACHE_TYPE``: SimpleCache, RedisCache, FileSystemCache),
-``SHOP_CACHE_DIR`` (FileSystemCache dir), ``SHOP_REDIS_URL``, ``SHOP_PORT``, ``SHOP_RELOADER``.
+``SHOP_CACHE_DIR`` (FileSystemCache dir), ``SHOP_REDIS_URL``, ``SHOP_PORT``, ``SHOP_RELOADER``,
+``SHOP_OUTBOUND_URL`` (target of /outbound).
 Lines the tests assert on carry a ``# MARK:<name>`` comment; tests find their line numbers.
 """
 
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import os
 
+import httpx
 import redis
+import requests
 from flask import Flask, jsonify
 from flask_caching import Cache
 from flask_sqlalchemy import SQLAlchemy
@@ -116,6 +119,13 @@ def register(app: Flask) -> None:
         both = client.mget(key, key + ":missing")
         client.delete(key)
         return jsonify({"hit": hit is not None, "miss": miss is None, "both": len(both)})
+
+    @app.route("/outbound")
+    def outbound():
+        url = os.environ["SHOP_OUTBOUND_URL"]
+        first = requests.get(url, timeout=5)  # MARK:requests_get
+        second = httpx.get(url, timeout=5)  # MARK:httpx_get
+        return jsonify({"status": [first.status_code, second.status_code]})
 
     @app.route("/pid")
     def pid():
