@@ -10,6 +10,9 @@ is process-global), alternating over ``--rounds`` rounds:
   with the upstream SDK configurator (BatchSpanProcessor + OTLP/HTTP exporter) and the Flask,
   SQLAlchemy and sqlite3 instrumentors (SQLAlchemy with ``skip_dep_check=True``: upstream
   refuses SQLAlchemy 2.1 and would record nothing);
+* ``upstream-1span``: the same without the sqlite3 instrumentor, so one span per statement
+  like tracehound (which suppresses the DB-API span under SQLAlchemy's): isolates the cost of
+  tracehound's extra attributes;
 * ``tracehound``: the same app under the real ``opentelemetry-instrument`` launcher with
   tracehound installed (distro defaults, configurator, start-up hook).
 
@@ -37,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 N_BOOKS = 30
+MODES = ["none", "upstream", "upstream-1span", "tracehound"]
 
 
 def build_app(db_path: str):
@@ -78,7 +82,7 @@ def build_app(db_path: str):
     return app
 
 
-def setup_upstream() -> None:
+def setup_upstream(sqlite3_spans: bool = True) -> None:
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
     from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
@@ -87,13 +91,14 @@ def setup_upstream() -> None:
     _initialize_components()
     FlaskInstrumentor().instrument()
     SQLAlchemyInstrumentor().instrument(skip_dep_check=True)
-    SQLite3Instrumentor().instrument()
+    if sqlite3_spans:
+        SQLite3Instrumentor().instrument()
 
 
 def child(mode: str, requests: int) -> None:
     """Measure one mode in this process and print a JSON line."""
-    if mode == "upstream":
-        setup_upstream()
+    if mode.startswith("upstream"):
+        setup_upstream(sqlite3_spans=mode == "upstream")
     from opentelemetry import trace
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,7 +176,7 @@ def run_mode(mode: str, endpoint: str, requests: int) -> dict:
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
     env["OTEL_SERVICE_NAME"] = "bench"
     me = [sys.executable, __file__, "--child", mode, "--requests", str(requests)]
-    if mode == "upstream":
+    if mode.startswith("upstream"):
         env.update(
             OTEL_TRACES_EXPORTER="otlp",
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
@@ -190,7 +195,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--child", choices=["none", "upstream", "tracehound"])
+    parser.add_argument("--child", choices=MODES)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.requests)
@@ -199,7 +204,7 @@ def main() -> None:
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
-    modes = ["none", "upstream", "tracehound"]
+    modes = MODES
     results: dict[str, list[dict]] = {m: [] for m in modes}
     for round_no in range(args.rounds):
         for mode in modes if round_no % 2 == 0 else reversed(modes):
@@ -209,7 +214,9 @@ def main() -> None:
     def med(mode, key):
         return statistics.median(r[key] for r in results[mode])
 
-    print(f"N+1 page: 1 + {N_BOOKS} queries, SQLite; {args.requests} requests x {args.rounds} rounds per mode")
+    print(
+        f"N+1 page: 1 + {N_BOOKS} queries, SQLite; {args.requests} requests x {args.rounds} rounds per mode"
+    )
     print(f"{'mode':<12}{'median latency ms':>20}{'CPU ms/request':>17}")
     for mode in modes:
         print(f"{mode:<12}{med(mode, 'median_ms'):>20.3f}{med(mode, 'cpu_ms'):>17.3f}")
@@ -225,7 +232,15 @@ def main() -> None:
             f"tracehound adds {(th - none) / statements * 1000:.1f} us "
             f"({(th - up) / statements * 1000:+.1f} us vs upstream)"
         )
-    print(f"code location lookup (60 library frames deep): {med('tracehound', 'codeloc_us'):.2f} us per client span")
+    th, one = med("tracehound", "cpu_ms"), med("upstream-1span", "cpu_ms")
+    print(
+        f"CPU: tracehound/upstream-1span = {th / one:.3f}: tracehound's extras (code location, params "
+        f"hash, lazy-load tags, dup semconv names) vs upstream with the same 1 span per statement, "
+        f"{(th - one) / statements * 1000:+.1f} us per DB statement"
+    )
+    print(
+        f"code location lookup (60 library frames deep): {med('tracehound', 'codeloc_us'):.2f} us per client span"
+    )
 
 
 if __name__ == "__main__":
