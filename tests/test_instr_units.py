@@ -3,6 +3,7 @@ code (include/exclude prefixes), cache-key normalisation and the parameter hash.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -46,13 +47,13 @@ def test_exclude_and_include_prefixes(tmp_path):
     helper = str(tmp_path / "helpers" / "db.py")
     locator = CodeLocator(include=(), exclude=(str(tmp_path / "helpers"),))
     assert not locator.is_app_file(helper)
-    found = _call_from(helper, lambda: locator.find(depth=0))
+    found = _call_from(helper, functools.partial(locator.find, 0))
     assert found[0] == HERE  # the excluded helper frame is skipped
 
     only = CodeLocator(include=(str(tmp_path / "helpers"),), exclude=())
     assert only.is_app_file(helper)
     assert not only.is_app_file(HERE)  # with an include list, only those prefixes count
-    assert _call_from(helper, lambda: only.find(depth=0))[0] == helper
+    assert _call_from(helper, functools.partial(only.find, 0))[0] == helper
 
 
 def test_prefixes_from_environment(tmp_path):
