@@ -8,9 +8,10 @@ Installed as class-level listeners on :class:`sqlalchemy.engine.Engine` and
   ``tracehound.db.params_hash`` and, for ORM lazy loads, the ``tracehound.orm.*`` attributes.
   The statement is then executed by the dialect with instrumentation suppressed, so the DB-API
   instrumentations (sqlite3, psycopg, pymysql) do not add a second span for the same query.
-* ``do_orm_execute``: a relationship lazy load (``ORMExecuteState.lazy_loaded_from``) runs its
-  statement with ``tracehound.orm.lazy_load=True``, ``tracehound.orm.relationship="Book.author"``
-  and ``tracehound.orm.uselist`` in a context variable the listener above reads.
+* ``do_orm_execute``: a relationship lazy load (``ORMExecuteState.lazy_loaded_from``) gets an
+  execution option carrying ``tracehound.orm.lazy_load=True``,
+  ``tracehound.orm.relationship="Book.author"`` and ``tracehound.orm.uselist``; it reaches the
+  statement's ExecutionContext, where the listener above copies it onto the span.
 
 ``tracehound.db.params_hash`` is a keyed BLAKE2b (64 bit, hex) of the bound parameters' ``repr``
 with a per-process random salt (``TRACEHOUND_PARAMS_SALT`` fixes it). It is only meant to be
@@ -19,7 +20,6 @@ compared within one trace; the parameter values are never recorded.
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -27,7 +27,6 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from .config import params_salt
 
 _SALT = params_salt()
-_ORM_LOAD: contextvars.ContextVar[dict | None] = contextvars.ContextVar("tracehound_orm_load", default=None)
 _installed = False
 
 
@@ -44,8 +43,8 @@ def _annotate(context, parameters) -> bool:
         return False
     if span.is_recording():
         span.set_attribute("tracehound.db.params_hash", params_hash(parameters))
-        orm_load = _ORM_LOAD.get()
-        if orm_load is not None and not (context.isinsert or context.isupdate or context.isdelete):
+        orm_load = context.execution_options.get("_tracehound_orm_load")
+        if orm_load is not None:
             span.set_attributes(orm_load)
     return True
 
@@ -102,17 +101,16 @@ def _do_orm_execute(orm_execute_state):
     if found is None:
         return None
     relationship, uselist = found
-    token = _ORM_LOAD.set(
-        {
+    # Execution options travel with this statement down to its ExecutionContext, where
+    # _annotate() reads them: no second invocation, nothing leaks to other statements.
+    orm_execute_state.update_execution_options(
+        _tracehound_orm_load={
             "tracehound.orm.lazy_load": True,
             "tracehound.orm.relationship": relationship,
             "tracehound.orm.uselist": uselist,
         }
     )
-    try:
-        return orm_execute_state.invoke_statement()
-    finally:
-        _ORM_LOAD.reset(token)
+    return None
 
 
 def install() -> bool:
