@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 N_BOOKS = 30
 MODES = ["none", "upstream", "upstream-1span", "tracehound"]
+EXPLAIN_MODES = ["tracehound-nodup"]  # --explain: tracehound without the dup semconv names
 
 
 def build_app(db_path: str):
@@ -125,7 +126,7 @@ def child(mode: str, requests: int) -> None:
         "cpu_ms": cpu / requests * 1000,
         "wall_ms": wall / requests * 1000,
     }
-    if mode == "tracehound":
+    if mode.startswith("tracehound"):
         result["codeloc_us"] = codeloc_cost()
     print(json.dumps(result))
 
@@ -183,8 +184,10 @@ def run_mode(mode: str, endpoint: str, requests: int) -> dict:
             OTEL_METRICS_EXPORTER="none",
             OTEL_LOGS_EXPORTER="none",
         )
-    if mode == "tracehound":
+    if mode.startswith("tracehound"):
         me = ["opentelemetry-instrument", *me]
+    if mode == "tracehound-nodup":
+        env["OTEL_SEMCONV_STABILITY_OPT_IN"] = ""  # upstream's default: old attribute names only
     done = subprocess.run(me, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{done.stderr}")
@@ -195,7 +198,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--child", choices=MODES)
+    parser.add_argument("--explain", action="store_true", help="also measure " + ", ".join(EXPLAIN_MODES))
+    parser.add_argument("--child", choices=MODES + EXPLAIN_MODES)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.requests)
@@ -204,7 +208,7 @@ def main() -> None:
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
-    modes = MODES
+    modes = MODES + (EXPLAIN_MODES if args.explain else [])
     results: dict[str, list[dict]] = {m: [] for m in modes}
     for round_no in range(args.rounds):
         for mode in modes if round_no % 2 == 0 else reversed(modes):

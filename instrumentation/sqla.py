@@ -21,12 +21,14 @@ compared within one trace; the parameter values are never recorded.
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from .config import params_salt
 
 _SALT = params_salt()
+_log = logging.getLogger("tracehound.instrumentation")
 _installed = False
 
 
@@ -42,10 +44,13 @@ def _annotate(context, parameters) -> bool:
     if span is None:
         return False
     if span.is_recording():
-        span.set_attribute("tracehound.db.params_hash", params_hash(parameters))
-        orm_load = context.execution_options.get("_tracehound_orm_load")
-        if orm_load is not None:
-            span.set_attributes(orm_load)
+        try:
+            span.set_attribute("tracehound.db.params_hash", params_hash(parameters))
+            orm_load = context.execution_options.get("_tracehound_orm_load")
+            if orm_load is not None:
+                span.set_attributes(orm_load)
+        except Exception:  # noqa: BLE001 - e.g. a parameter whose repr() raises: never break the query
+            _log.debug("tracehound: could not annotate a SQLAlchemy span", exc_info=True)
     return True
 
 
