@@ -41,7 +41,8 @@ def _pids(spans: list[dict], route: str = "/pid") -> set[str]:
 def test_gunicorn_every_worker_exports(tmp_path, preload):
     port = free_port()
     with trace_server(tmp_path) as server:
-        env = app_env(server.otlp_http_endpoint, SHOP_DB_URL=f"sqlite:///{tmp_path}/shop.sqlite")
+        # in-memory SQLite: workers booting at once would otherwise race on one file's drop/create
+        env = app_env(server.otlp_http_endpoint, SHOP_DB_URL="sqlite://")
         args = [
             "gunicorn",
             "-w",
