@@ -120,7 +120,7 @@ def select_traces(
         """,
         params,
     )
-    return cur.execute("SELECT count(*) FROM th_traces").fetchone()[0]
+    return cur.execute("SELECT count(*) FROM th_traces").fetchall()[0][0]
 
 
 def load_spans(cur, min_rowid: int | None = None) -> int:
@@ -153,7 +153,8 @@ def load_spans(cur, min_rowid: int | None = None) -> int:
                epoch_ns(b."Timestamp") AS start_ns, b."Duration" AS dur_ns,
                epoch_ns(b."Timestamp") + b."Duration" AS end_ns,
                b.cat, hash(b.cat, {RAW_SQL}) AS key_h,
-               hash({A}['tracehound.db.params_hash']) AS params_h,
+               CASE WHEN {A}['tracehound.db.params_hash'] IS NOT NULL
+                    THEN hash({A}['tracehound.db.params_hash']) END AS params_h,
                CASE WHEN {_CODE_FP} IS NULL THEN NULL ELSE hash({_CODE_FP}, {_CODE_LN}, {_CODE_FN}) END AS code_h,
                CASE {A}['cache.hit'] WHEN 'true' THEN true WHEN 'false' THEN false END AS cache_hit,
                {A}['tracehound.orm.relationship'] AS orm_rel,
@@ -163,7 +164,7 @@ def load_spans(cur, min_rowid: int | None = None) -> int:
         """,
         params,
     )
-    return cur.execute("SELECT count(*) FROM th_spans").fetchone()[0]
+    return cur.execute("SELECT count(*) FROM th_spans").fetchall()[0][0]
 
 
 def _build_dictionaries(cur, rows) -> None:

@@ -100,7 +100,7 @@ class AnalyzerWorker:
             w = self.cfg.worker
             due = time.monotonic() - self._last_aggregate >= w["aggregate_interval_seconds"]
             if self._analysed_since_aggregate and (due or force_aggregate):
-                newest = self.cur.execute("SELECT epoch_ns(max(start)) FROM trace_summaries").fetchone()[0]
+                newest = self.cur.execute("SELECT epoch_ns(max(start)) FROM trace_summaries").fetchall()[0][0]
                 if newest is not None:
                     select_traces(self.cur, since_ns=newest - int(w["aggregate_window_hours"] * 3.6e12))
                     run_pass(self.cur, self.cfg, sorted(WINDOWED), summaries=False)
@@ -169,8 +169,8 @@ class AnalyzerWorker:
         return ready[: int(w["max_traces_per_pass"])]
 
     def _state(self, key: str) -> str | None:
-        row = self.cur.execute("SELECT value FROM analyzer_state WHERE key = ?", [key]).fetchone()
-        return row[0] if row else None
+        rows = self.cur.execute("SELECT value FROM analyzer_state WHERE key = ?", [key]).fetchall()
+        return rows[0][0] if rows else None
 
     def _save_state(self) -> None:
         safe = min((e[0] for e in self.pending.values()), default=self.scan_rowid)
@@ -193,7 +193,7 @@ def analyzer_status(con) -> dict:
         spans, traces, findings = cur.execute(
             """SELECT (SELECT count(*) FROM otel_traces), (SELECT count(*) FROM trace_summaries),
                       (SELECT count(*) FROM findings)"""
-        ).fetchone()
+        ).fetchall()[0]
         state = dict(
             cur.execute(
                 "SELECT key, value FROM analyzer_state WHERE key IN ('last_run_at', 'traces_pending')"
