@@ -319,14 +319,14 @@ def _author_nested():
     for _ in range(6):  # loop over the author's books (a collection) ...
         r.db(
             "SELECT reviews.id, reviews.stars, reviews.user_id FROM reviews WHERE %(param_1)s = reviews.book_id",
-            1.6,
+            9.0,
             ("shop/views/authors.py", 27, "author_detail"),
             lazy=("Book.reviews", True),
         )
         for _ in range(3):  # ... and inside it over each review's user
             r.db(
                 "SELECT users.id, users.name FROM users WHERE users.id = %(pk_1)s",
-                1.1,
+                3.5,
                 ("shop/views/authors.py", 29, "author_detail"),
                 lazy=("Review.user", False),
             )
