@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -246,6 +247,11 @@ def main(argv=None) -> int:
     else:
         print(f"reusing {args.db}")
 
+    load = os.getloadavg()
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+        "(wall times inflate when the load exceeds the CPU count; CPU times do not)"
+    )
     base = _child("baseline", args.db)
     spans = base["spans"]
     print(
@@ -302,7 +308,9 @@ def main(argv=None) -> int:
             f"(target >= {TARGET_INCR_SPANS_S:,}: keeps up with 100k spans/s of ingest)"
         )
         print(f"  {_verdict(inc['rss_mb'] <= TARGET_RSS_MB)} peak RSS {inc['rss_mb']:,.0f} MB")
-    print("\nall targets met" if ok else "\nsome targets missed")
+    load = os.getloadavg()
+    print(f"\nload average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
+    print("all targets met" if ok else "some targets missed")
     return 0 if ok else 1
 
 
