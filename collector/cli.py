@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import click
 
+from tracehound.settings import listener_options, server_options
+
 
 @click.command()
-def serve() -> None:
-    """Run the OTLP collector, the analyzer and the web UI on one DuckDB file."""
-    raise click.ClickException("'tracehound serve' is not built yet")
+@listener_options
+@server_options
+def serve(**options) -> None:
+    """Run the OTLP collector, the analyzer and the web UI on one DuckDB file.
+
+    Prints one line naming each listener, then serves until SIGTERM or Ctrl-C, which commit
+    every accepted span and exit 0. Exits 1 with one line if the database is locked by another
+    process or a port is taken.
+    """
+    from tracehound.server import serve as run_server
+    from tracehound.settings import ServerSettings
+
+    run_server(ServerSettings(**options))

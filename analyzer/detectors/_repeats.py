@@ -42,25 +42,35 @@ def find_repeats(
     """
     group = "d.tix, d.op_h, d.params_e" if per_params else "d.tix, d.anchor, d.op_h"
     having = "count(*)" if per_params else "count(DISTINCT d.params_e)"
+    # Phase 1: the spans of this category with their group key (narrow), then the qualifying groups
+    # with a cheap count; phase 2: the heavy aggregates (lists, modes) only for those groups.
+    cur.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE th_d AS
+        SELECT s.tix, s.sid, s.pid, coalesce(a.anchor, s.pid) AS anchor, s.start_ns, s.end_ns,
+               s.dur_ns, k.op_h, s.code_h, s.orm_rel, s.orm_uselist,
+               coalesce(s.params_h, CASE WHEN k.has_literals THEN s.key_h END, hash(s.rid)) AS params_e
+        FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h
+        LEFT JOIN th_anchor a ON a.tix = s.tix AND a.sid = s.pid
+        WHERE s.cat = ? {where}
+        """,
+        [cat],
+    )
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE th_cand AS
-        WITH d AS (
-            SELECT s.tix, s.rid, s.sid, s.pid, coalesce(a.anchor, s.pid) AS anchor, s.start_ns, s.end_ns,
-                   s.dur_ns, k.op_h, k.norm, s.code_h, s.orm_rel, s.orm_uselist, s.params_h,
-                   coalesce(s.params_h, CASE WHEN k.has_literals THEN s.key_h END, hash(s.rid)) AS params_e
-            FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h
-            LEFT JOIN th_anchor a ON a.tix = s.tix AND a.sid = s.pid
-            WHERE s.cat = ? {where}
-        )
-        SELECT {group}, any_value(d.norm) AS norm, count(*) AS n, count(DISTINCT d.params_e) AS n_distinct,
+        WITH g AS (SELECT {group} FROM th_d d GROUP BY {group} HAVING {having} >= ?),
+        d AS (SELECT d.* FROM th_d d SEMI JOIN g USING ({group.replace("d.", "")}))
+        SELECT {group}, any_value(k.norm) AS norm, count(*) AS n,
+               count(DISTINCT d.params_e) AS n_distinct,
                sum(d.dur_ns) AS total_ns, max(d.dur_ns) AS max_ns, min(d.start_ns) AS first_start,
                max(d.end_ns) AS last_end, list({hex_sid("d.sid")} ORDER BY d.start_ns) AS span_ids,
                mode(d.code_h) AS code_h, mode(d.orm_rel) AS orm_rel, bool_or(d.orm_uselist) AS orm_uselist,
                arg_min(d.pid, d.start_ns) AS first_pid, arg_min(d.sid, d.start_ns) AS first_sid
-        FROM d GROUP BY {group} HAVING {having} >= ?
+        FROM d JOIN (SELECT DISTINCT op_h, norm FROM th_keys) k ON k.op_h = d.op_h
+        GROUP BY {group}
         """,
-        [cat, min_distinct],
+        [min_distinct],
     )
     source_cols, source_join = "", ""
     if with_source:

@@ -1,0 +1,447 @@
+"""OTLP ``ExportTraceServiceRequest`` -> columnar Arrow batches ready for ``otel_traces``.
+
+Decoding is columnar: each scope's spans are read field by field with list comprehensions into
+flat Python lists, attribute maps into flat key / value / offset lists; the lists become Arrow
+arrays once per request, and checks (ids, times, value lengths) run vectorised with
+``pyarrow.compute``. Resource- and scope-level columns are *not* repeated per span: a batch holds
+three tables (spans, resources, scopes) and the writer joins them in SQL while inserting
+(:data:`INSERT_SQL`), which is cheaper than converting one attribute map per span.
+
+Values are rendered like pdata's ``Value.AsString()`` (:mod:`tracehound.collector.anyvalue`).
+
+Limits (also in the README, section "Collector"):
+
+* :data:`MAX_ATTRIBUTES` per attribute map (span, resource, scope, event, link): the first
+  ``MAX_ATTRIBUTES`` are kept and the rest added to that map's ``DroppedAttributesCount`` (the rule
+  the OTel SDK applies with its attribute count limit).
+* :data:`MAX_VALUE_CHARS` per attribute value (after rendering to text): longer values are cut to
+  that length, as the SDK's attribute value length limit does.
+* A repeated key in one map (the OTLP spec forbids it): the first value is kept, the repeats are
+  counted as dropped.
+
+These are reported to the client as warnings in ``partial_success.error_message`` with
+``rejected_spans`` 0 (the OTLP spec allows warnings). Spans whose ``trace_id`` is not 16 bytes or
+whose ``span_id`` is not 8 bytes (or either is all zero), or whose times do not fit int64
+nanoseconds, cannot be stored: they are counted in ``rejected_spans`` with a message, and the other
+spans of the request are stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .anyvalue import render_value
+from .schema import OTEL_TRACES_COLUMNS
+from .store import otel_traces_arrow_schema
+
+#: Attributes kept per attribute map; the rest are counted as dropped (OTel SDK default is 128).
+MAX_ATTRIBUTES = 1024
+#: Longest attribute value kept, in characters of its text rendering (64 Ki characters).
+MAX_VALUE_CHARS = 65536
+#: How many individual problems are spelled out in ``partial_success.error_message``.
+MAX_MESSAGES = 5
+
+SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+STATUS_CODES = ("Unset", "Ok", "Error")
+_KIND_NAMES = pa.array(SPAN_KINDS)
+_STATUS_NAMES = pa.array(STATUS_CODES)
+_MAX_NS = (1 << 63) - 1
+_ZERO_TRACE_HEX = "0" * 32
+_ZERO_SPAN_HEX = "0" * 16
+
+_TS = pa.timestamp("ns")
+_U32 = pa.uint32()
+_STR = pa.string()
+_I32 = pa.int32()
+_MAP = pa.map_(pa.string(), pa.string())
+
+RESOURCE_COLUMNS = (
+    "ServiceName",
+    "ResourceAttributes",
+    "ResourceSchemaUrl",
+    "ResourceDroppedAttributesCount",
+)
+SCOPE_COLUMNS = (
+    "ScopeName",
+    "ScopeVersion",
+    "ScopeAttributes",
+    "ScopeSchemaUrl",
+    "ScopeDroppedAttributesCount",
+)
+SPAN_COLUMNS = tuple(c for c in OTEL_TRACES_COLUMNS if c not in RESOURCE_COLUMNS + SCOPE_COLUMNS)
+
+
+def _select_list() -> str:
+    out = []
+    for c in OTEL_TRACES_COLUMNS:
+        alias = "r" if c in RESOURCE_COLUMNS else "c" if c in SCOPE_COLUMNS else "s"
+        out.append(f'{alias}."{c}"')
+    return ", ".join(out)
+
+
+#: Inserts the registered views ``_th_spans``, ``_th_resources``, ``_th_scopes`` (see :func:`combine`).
+INSERT_SQL = (
+    f"INSERT INTO otel_traces SELECT {_select_list()} FROM _th_spans s "
+    'JOIN _th_resources r ON s."_res" = r."_res" JOIN _th_scopes c ON s."_scope" = c."_scope"'
+)
+
+
+@dataclass
+class DecodedBatch:
+    """The storable spans of one request and what happened to the others.
+
+    ``spans`` / ``resources`` / ``scopes`` are Arrow tables (``None`` when no span is storable):
+    ``spans`` holds the per-span columns of ``otel_traces`` plus ``_res`` and ``_scope``, row
+    indexes into ``resources`` and ``scopes``. ``count`` is the number of storable spans,
+    ``rejected`` the number that cannot be stored; ``messages`` explains rejections and warnings
+    (at most :data:`MAX_MESSAGES`, ``more_messages`` counts the rest).
+    """
+
+    spans: pa.Table | None
+    resources: pa.Table | None
+    scopes: pa.Table | None
+    count: int
+    rejected: int = 0
+    messages: list[str] = field(default_factory=list)
+    more_messages: int = 0
+
+    def error_message(self) -> str:
+        """One line for ``partial_success.error_message`` ('' when all is well)."""
+        if not self.messages:
+            return ""
+        text = "; ".join(self.messages)
+        if self.more_messages:
+            text += f"; and {self.more_messages} more"
+        return text
+
+
+class _Problems:
+    __slots__ = ("rejected", "messages", "more")
+
+    def __init__(self):
+        self.rejected = 0
+        self.messages: list[str] = []
+        self.more = 0
+
+    def add(self, message: str) -> None:
+        if len(self.messages) < MAX_MESSAGES:
+            self.messages.append(message)
+        else:
+            self.more += 1
+
+
+def _describe(where: tuple) -> str:
+    label, owner = where
+    return f"{label} {(owner if isinstance(owner, str) else owner.name)!r}"
+
+
+class _MapBuilder:
+    """Flat keys / values / offsets for one MAP(VARCHAR, VARCHAR) column."""
+
+    __slots__ = ("keys", "values", "offsets", "dropped", "owners")
+
+    def __init__(self):
+        self.keys: list[str] = []
+        self.values: list[str] = []
+        self.offsets: list[int] = [0]
+        self.dropped: list[int] = []  # attributes dropped per map (limit, duplicate keys)
+        self.owners: list[str] = []  # what each map belongs to, for messages (filled lazily)
+
+    def add(self, kvs, problems: _Problems, where: tuple) -> None:
+        """Append one map from a repeated ``KeyValue`` field; ``where`` is ``(label, owner)``."""
+        keys = [kv.key for kv in kvs]
+        n = len(keys)
+        if n > MAX_ATTRIBUTES or len(set(keys)) != n:
+            self._add_slow(kvs, problems, where)
+            return
+        self.keys += keys
+        self.values += [kv.value.string_value or render_value(kv.value) for kv in kvs]
+        self.offsets.append(len(self.keys))
+        self.dropped.append(0)
+
+    def _add_slow(self, kvs, problems: _Problems, where) -> None:
+        seen: dict[str, str] = {}
+        for kv in kvs:
+            if kv.key not in seen and len(seen) < MAX_ATTRIBUTES:
+                seen[kv.key] = render_value(kv.value)
+        dropped = len(kvs) - len(seen)
+        if len(kvs) > MAX_ATTRIBUTES:
+            problems.add(
+                f"{_describe(where)}: kept {len(seen)} of {len(kvs)} attributes (limit {MAX_ATTRIBUTES})"
+            )
+        else:
+            problems.add(f"{_describe(where)}: {dropped} repeated attribute keys dropped (first value kept)")
+        self.keys += seen.keys()
+        self.values += seen.values()
+        self.offsets.append(len(self.keys))
+        self.dropped.append(dropped)
+
+    def array(self, problems: _Problems, what: str) -> pa.MapArray:
+        """The Arrow map column; cuts values over :data:`MAX_VALUE_CHARS` (with a message)."""
+        values = pa.array(self.values, _STR)
+        if len(values):
+            lengths = pc.utf8_length(values)
+            if pc.max(lengths).as_py() > MAX_VALUE_CHARS:
+                long = pc.greater(lengths, MAX_VALUE_CHARS)
+                for i in pc.indices_nonzero(long).to_pylist():
+                    problems.add(
+                        f"{what}: attribute {self.keys[i]!r} value of {lengths[i].as_py()} chars "
+                        f"cut to {MAX_VALUE_CHARS} (limit)"
+                    )
+                values = pc.if_else(long, pc.utf8_slice_codeunits(values, 0, MAX_VALUE_CHARS), values)
+        return pa.MapArray.from_arrays(
+            pa.array(self.offsets, _I32), pa.array(self.keys, _STR), values, type=_MAP
+        )
+
+
+def _events_and_links(span, events, links, problems, ev, ln) -> None:
+    """Append one span's events and links to the flat event / link columns."""
+    ev_ts, ev_name, ev_dropped, ev_attrs = ev
+    ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = ln
+    for e in events:
+        ev_ts.append(e.time_unix_nano)
+        ev_name.append(e.name)
+        ev_attrs.add(e.attributes, problems, ("event", e))
+        ev_dropped.append(e.dropped_attributes_count)
+    for link in links:
+        ln_tid.append(link.trace_id.hex())
+        ln_sid.append(link.span_id.hex())
+        ln_state.append(link.trace_state)
+        ln_flags.append(link.flags)
+        ln_attrs.add(link.attributes, problems, ("link of span", span))
+        ln_dropped.append(link.dropped_attributes_count)
+
+
+def _in_range(values: pa.Array, highest: int) -> pa.Array:
+    """Enum values outside 0..highest (unknown to this OTLP version) become 0 (unspecified/unset)."""
+    return pc.if_else(pc.and_(pc.greater_equal(values, 0), pc.less_equal(values, highest)), values, 0)
+
+
+def _u32_plus(counts: list[int], extra: list[int]) -> pa.Array:
+    if any(extra):
+        counts = [a + b for a, b in zip(counts, extra, strict=True)]
+    return pa.array(counts, _U32)
+
+
+def decode_request(request) -> DecodedBatch:
+    """Flatten an ``ExportTraceServiceRequest`` message into a :class:`DecodedBatch`.
+
+    Never raises for content problems: unstorable spans are counted and explained instead.
+    """
+    problems = _Problems()
+    res_attrs, scope_attrs, span_attrs = _MapBuilder(), _MapBuilder(), _MapBuilder()
+    res_service, res_schema, res_dropped = [], [], []
+    sc_name, sc_version, sc_schema, sc_dropped = [], [], [], []
+    res_idx, sc_idx = [], []
+    ts, end, tid, sid, pid, tstate, names, kinds = [], [], [], [], [], [], [], []
+    st_code, st_msg, flags, d_attrs, d_events, d_links = [], [], [], [], [], []
+    ev_offsets, ev = [0], ([], [], [], _MapBuilder())
+    ln_offsets, ln = [0], ([], [], [], [], [], _MapBuilder())
+    ts_append, end_append, tid_append, sid_append = ts.append, end.append, tid.append, sid.append
+    pid_append, tstate_append, names_append, kinds_append = (
+        pid.append,
+        tstate.append,
+        names.append,
+        kinds.append,
+    )
+    code_append, msg_append, flags_append = st_code.append, st_msg.append, flags.append
+    d_attrs_append, d_events_append, d_links_append = d_attrs.append, d_events.append, d_links.append
+    a_keys, a_values = span_attrs.keys, span_attrs.values
+    a_offsets_append, a_dropped_append = span_attrs.offsets.append, span_attrs.dropped.append
+    ev_offsets_append, ln_offsets_append = ev_offsets.append, ln_offsets.append
+
+    for rs in request.resource_spans:
+        resource = rs.resource
+        r_i = len(res_service)
+        service = "unknown_service"
+        for kv in resource.attributes:
+            if kv.key == "service.name":
+                service = render_value(kv.value)
+                break
+        res_attrs.add(resource.attributes, problems, ("resource of", service))
+        res_service.append(service)
+        res_schema.append(rs.schema_url)
+        res_dropped.append(resource.dropped_attributes_count)
+        for ss in rs.scope_spans:
+            scope = ss.scope
+            s_i = len(sc_name)
+            sc_name.append(scope.name)
+            sc_version.append(scope.version)
+            sc_schema.append(ss.schema_url)
+            scope_attrs.add(scope.attributes, problems, ("scope", scope))
+            sc_dropped.append(scope.dropped_attributes_count)
+            spans = ss.spans
+            n = len(spans)
+            if not n:
+                continue
+            res_idx += [r_i] * n
+            sc_idx += [s_i] * n
+            for s in spans:
+                ts_append(s.start_time_unix_nano)
+                end_append(s.end_time_unix_nano)
+                tid_append(s.trace_id.hex())
+                sid_append(s.span_id.hex())
+                pid_append(s.parent_span_id.hex())
+                tstate_append(s.trace_state)
+                names_append(s.name)
+                kinds_append(s.kind)
+                status = s.status
+                code_append(status.code)
+                msg_append(status.message)
+                flags_append(s.flags)
+                d_attrs_append(s.dropped_attributes_count)
+                d_events_append(s.dropped_events_count)
+                d_links_append(s.dropped_links_count)
+                kvs = s.attributes
+                keys = [kv.key for kv in kvs]
+                if len(keys) > MAX_ATTRIBUTES or len(set(keys)) != len(keys):
+                    span_attrs.add(kvs, problems, ("span", s))
+                else:
+                    a_keys += keys
+                    a_values += [kv.value.string_value or render_value(kv.value) for kv in kvs]
+                    a_offsets_append(len(a_keys))
+                    a_dropped_append(0)
+                events, links = s.events, s.links
+                if events or links:
+                    _events_and_links(s, events, links, problems, ev, ln)
+                ev_offsets_append(len(ev[0]))
+                ln_offsets_append(len(ln[0]))
+
+    count = len(ts)
+    if not count:
+        return DecodedBatch(None, None, None, 0, problems.rejected, problems.messages, problems.more)
+
+    start_u = pa.array(ts, pa.uint64())
+    end_u = pa.array(end, pa.uint64())
+    tid_a, sid_a = pa.array(tid, _STR), pa.array(sid, _STR)
+    bad = pc.or_(
+        pc.or_(pc.not_equal(pc.binary_length(tid_a), 32), pc.equal(tid_a, _ZERO_TRACE_HEX)),
+        pc.or_(pc.not_equal(pc.binary_length(sid_a), 16), pc.equal(sid_a, _ZERO_SPAN_HEX)),
+    )
+    bad = pc.or_(bad, pc.or_(pc.greater(start_u, _MAX_NS), pc.greater(end_u, _MAX_NS)))
+    n_bad = pc.sum(bad).as_py() or 0
+    if n_bad:
+        for i in pc.indices_nonzero(bad).to_pylist():
+            if len(tid[i]) != 32 or tid[i] == _ZERO_TRACE_HEX:
+                why = f"trace_id {tid[i]!r} is not 16 non-zero bytes"
+            elif len(sid[i]) != 16 or sid[i] == _ZERO_SPAN_HEX:
+                why = f"span_id {sid[i]!r} is not 8 non-zero bytes"
+            else:
+                why = "start/end time does not fit int64 nanoseconds (after year 2262)"
+            problems.add(f"span {names[i]!r} rejected: {why}")
+        problems.rejected += n_bad
+        start_u = pc.if_else(bad, 0, start_u)
+        end_u = pc.if_else(bad, 0, end_u)
+    start_i = start_u.cast(pa.int64())
+    kinds_a = pa.array(kinds, _I32)
+    codes_a = pa.array(st_code, _I32)
+    schema = otel_traces_arrow_schema()
+    events_type = schema.field("Events").type
+    links_type = schema.field("Links").type
+    ev_ts, ev_name, ev_dropped, ev_attrs = ev
+    ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = ln
+    events = pa.ListArray.from_arrays(
+        pa.array(ev_offsets, _I32),
+        pa.StructArray.from_arrays(
+            [
+                pa.array(ev_ts, pa.uint64()).cast(pa.int64(), safe=False).cast(_TS),
+                pa.array(ev_name, _STR),
+                ev_attrs.array(problems, "event"),
+                _u32_plus(ev_dropped, ev_attrs.dropped),
+            ],
+            fields=list(events_type.value_type),
+        ),
+        type=events_type,
+    )
+    links = pa.ListArray.from_arrays(
+        pa.array(ln_offsets, _I32),
+        pa.StructArray.from_arrays(
+            [
+                pa.array(ln_tid, _STR),
+                pa.array(ln_sid, _STR),
+                pa.array(ln_state, _STR),
+                ln_attrs.array(problems, "link"),
+                _u32_plus(ln_dropped, ln_attrs.dropped),
+                pa.array(ln_flags, _U32),
+            ],
+            fields=list(links_type.value_type),
+        ),
+        type=links_type,
+    )
+    spans_table = pa.table(
+        {
+            "Timestamp": start_i.cast(_TS),
+            "TraceId": tid_a,
+            "SpanId": sid_a,
+            "ParentSpanId": pa.array(pid, _STR),
+            "TraceState": pa.array(tstate, _STR),
+            "SpanName": pa.array(names, _STR),
+            "SpanKind": _KIND_NAMES.take(_in_range(kinds_a, 5)),
+            "SpanAttributes": span_attrs.array(problems, "span"),
+            "Duration": pc.subtract_checked(end_u.cast(pa.int64()), start_i),
+            "StatusCode": _STATUS_NAMES.take(_in_range(codes_a, 2)),
+            "StatusMessage": pa.array(st_msg, _STR),
+            "Flags": pa.array(flags, _U32),
+            "DroppedAttributesCount": _u32_plus(d_attrs, span_attrs.dropped),
+            "DroppedEventsCount": pa.array(d_events, _U32),
+            "DroppedLinksCount": pa.array(d_links, _U32),
+            "Events": events,
+            "Links": links,
+            "_res": pa.array(res_idx, _I32),
+            "_scope": pa.array(sc_idx, _I32),
+        }
+    )
+    if n_bad:
+        spans_table = spans_table.filter(pc.invert(bad))
+    resources = pa.table(
+        {
+            "_res": pa.array(range(len(res_service)), _I32),
+            "ServiceName": pa.array(res_service, _STR),
+            "ResourceAttributes": res_attrs.array(problems, "resource"),
+            "ResourceSchemaUrl": pa.array(res_schema, _STR),
+            "ResourceDroppedAttributesCount": _u32_plus(res_dropped, res_attrs.dropped),
+        }
+    )
+    scopes = pa.table(
+        {
+            "_scope": pa.array(range(len(sc_name)), _I32),
+            "ScopeName": pa.array(sc_name, _STR),
+            "ScopeVersion": pa.array(sc_version, _STR),
+            "ScopeAttributes": scope_attrs.array(problems, "scope"),
+            "ScopeSchemaUrl": pa.array(sc_schema, _STR),
+            "ScopeDroppedAttributesCount": _u32_plus(sc_dropped, scope_attrs.dropped),
+        }
+    )
+    stored = count - n_bad
+    if not stored:
+        return DecodedBatch(None, None, None, 0, problems.rejected, problems.messages, problems.more)
+    return DecodedBatch(
+        spans_table, resources, scopes, stored, problems.rejected, problems.messages, problems.more
+    )
+
+
+def combine(batches: list[DecodedBatch]) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Concatenate several batches' tables for one ``INSERT_SQL``, renumbering ``_res``/``_scope``."""
+    if len(batches) == 1:
+        b = batches[0]
+        return b.spans, b.resources, b.scopes
+    spans, resources, scopes = [], [], []
+    r_off = s_off = 0
+    for b in batches:
+        sp = b.spans
+        if r_off or s_off:
+            sp = sp.set_column(sp.schema.get_field_index("_res"), "_res", pc.add(sp["_res"], r_off))
+            sp = sp.set_column(sp.schema.get_field_index("_scope"), "_scope", pc.add(sp["_scope"], s_off))
+            res = b.resources.set_column(0, "_res", pc.add(b.resources["_res"], r_off))
+            sc = b.scopes.set_column(0, "_scope", pc.add(b.scopes["_scope"], s_off))
+        else:
+            res, sc = b.resources, b.scopes
+        spans.append(sp)
+        resources.append(res)
+        scopes.append(sc)
+        r_off += b.resources.num_rows
+        s_off += b.scopes.num_rows
+    return pa.concat_tables(spans), pa.concat_tables(resources), pa.concat_tables(scopes)

@@ -1,0 +1,197 @@
+"""OTLP/HTTP receiver: ``POST /v1/traces`` plus ``GET /healthz`` and ``GET /v1/status``.
+
+A Starlette app served by uvicorn. Behaviour (OTLP/HTTP spec):
+
+* ``Content-Type``: ``application/x-protobuf`` or ``application/json`` (parameters ignored);
+  anything else gets 415. The response is an ``ExportTraceServiceResponse`` in the same type.
+* ``Content-Encoding``: ``gzip`` or none (``identity``); others get 415.
+* Size: a body over ``max_body_bytes`` (``--max-body-bytes``, default 16 MiB) gets 413, checked on
+  the bytes received *and* while stream-decompressing gzip, so a gzip bomb is refused after
+  inflating at most ``max_body_bytes``.
+* An undecodable body (bad protobuf, invalid UTF-8 in a protobuf string, bad JSON, non-hex id in
+  JSON) gets 400 with a ``google.rpc.Status`` whose message says why.
+* Spans that cannot be stored are reported in ``partial_success`` while the others are stored.
+* A full write queue gets 503 with ``Retry-After: 1``; a request is answered 200 only once its
+  spans are committed.
+* With ``ingest_token`` set, requests need ``Authorization: Bearer <token>`` (else 401).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import zlib
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from .decode import DecodedBatch, decode_request
+from .otlp_json import OtlpJsonError, parse_otlp_json
+from .writer import SpanWriter
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+RETRY_AFTER_S = 1
+
+# google.rpc.Code values used in error bodies.
+_INVALID_ARGUMENT, _UNAUTHENTICATED, _RESOURCE_EXHAUSTED, _UNAVAILABLE, _INTERNAL = 3, 16, 8, 14, 13
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _status_response(http_status: int, code: int, message: str, media: str, headers=None) -> Response:
+    status = status_pb2.Status(code=code, message=message)
+    if media == JSON:
+        body = json_format.MessageToJson(status, indent=None).encode()
+    else:
+        media = PROTOBUF
+        body = status.SerializeToString()
+    return Response(body, status_code=http_status, media_type=media, headers=headers)
+
+
+def _export_response(decoded: DecodedBatch, media: str) -> Response:
+    response = ExportTraceServiceResponse()
+    message = decoded.error_message()
+    if decoded.rejected or message:
+        response.partial_success.rejected_spans = decoded.rejected
+        response.partial_success.error_message = message
+    if media == JSON:
+        body = json_format.MessageToJson(response, indent=None).encode()
+    else:
+        body = response.SerializeToString()
+    return Response(body, status_code=200, media_type=media)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Inflate gzip ``data`` but never beyond ``limit`` bytes (raises :class:`_TooLarge`)."""
+    inflater = zlib.decompressobj(wbits=31)
+    out = inflater.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise _TooLarge(f"decompressed body exceeds {limit} bytes (--max-body-bytes)")
+    if inflater.unconsumed_tail:
+        raise _TooLarge(f"decompressed body exceeds {limit} bytes (--max-body-bytes)")
+    if not inflater.eof:
+        raise zlib.error("truncated gzip stream")
+    return out
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _TooLarge(f"body of {length} bytes exceeds {limit} bytes (--max-body-bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(f"body exceeds {limit} bytes (--max-body-bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_otlp_http_app(
+    writer: SpanWriter, max_body_bytes: int, ingest_token: str | None = None
+) -> Starlette:
+    """Build the OTLP/HTTP Starlette app writing through ``writer``.
+
+    ``max_body_bytes`` bounds the raw and the decompressed body; ``ingest_token`` (optional)
+    is the bearer token required on ``POST /v1/traces``.
+    """
+    stats = writer.stats
+    expected_auth = f"Bearer {ingest_token}".encode() if ingest_token else None
+
+    async def export(request: Request) -> Response:
+        stats.requests += 1
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        media = JSON if content_type == JSON else PROTOBUF
+        if expected_auth is not None:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected_auth):
+                return _status_response(401, _UNAUTHENTICATED, "missing or wrong bearer token", media)
+        if content_type not in (PROTOBUF, JSON):
+            stats.requests_bad += 1
+            return _status_response(
+                415,
+                _INVALID_ARGUMENT,
+                f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}",
+                media,
+            )
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("gzip", "identity", ""):
+            stats.requests_bad += 1
+            return _status_response(
+                415, _INVALID_ARGUMENT, f"unsupported Content-Encoding {encoding!r}: use gzip or none", media
+            )
+        try:
+            body = await _read_body(request, max_body_bytes)
+            if encoding == "gzip":
+                body = _gunzip(body, max_body_bytes)
+        except _TooLarge as exc:
+            stats.requests_bad += 1
+            return _status_response(413, _INVALID_ARGUMENT, str(exc), media)
+        except zlib.error as exc:
+            stats.requests_bad += 1
+            return _status_response(400, _INVALID_ARGUMENT, f"body is not valid gzip: {exc}", media)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        try:
+            if media == JSON:
+                message = parse_otlp_json(body)
+            else:
+                message = ExportTraceServiceRequest()
+                message.ParseFromString(body)
+        except OtlpJsonError as exc:
+            stats.requests_bad += 1
+            return _status_response(400, _INVALID_ARGUMENT, str(exc), media)
+        except DecodeError as exc:
+            stats.requests_bad += 1
+            return _status_response(
+                400,
+                _INVALID_ARGUMENT,
+                f"body is not a protobuf ExportTraceServiceRequest (truncated, garbage, or a string "
+                f"that is not valid UTF-8): {exc}",
+                media,
+            )
+        decoded = decode_request(message)
+        stats.spans_received += decoded.count + decoded.rejected
+        stats.spans_rejected += decoded.rejected
+        if decoded.count:
+            future = writer.submit(decoded)
+            if future is None:
+                stats.requests_refused_busy += 1
+                return _status_response(
+                    503,
+                    _UNAVAILABLE,
+                    f"write queue full ({writer.queue_max_spans} spans, --queue-max-spans): retry later",
+                    media,
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                )
+            try:
+                await asyncio.wrap_future(future)
+            except Exception as exc:
+                return _status_response(500, _INTERNAL, f"could not store spans: {exc}", media)
+        return _export_response(decoded, media)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def status(request: Request) -> Response:
+        return JSONResponse({**stats.as_dict(), "queue_spans": writer.pending_spans})
+
+    return Starlette(
+        routes=[
+            Route("/v1/traces", export, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/v1/status", status, methods=["GET"]),
+        ]
+    )

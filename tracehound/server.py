@@ -1,0 +1,204 @@
+"""``tracehound serve``: OTLP/HTTP, OTLP/gRPC, the analyzer worker and the API in one process.
+
+Everything shares one DuckDB connection (DuckDB allows one read-write process per file); each
+thread uses its own ``con.cursor()``. The OTLP/HTTP app and the API run as two uvicorn servers and
+the gRPC receiver as a ``grpc.aio`` server, all on one asyncio loop in the main thread. Spans are
+committed by the writer thread (:mod:`tracehound.collector.writer`); the analyzer worker has its own
+thread.
+
+Shutdown on SIGTERM or SIGINT (Ctrl-C): stop accepting, let in-flight requests finish (they wait
+for their commit), commit everything queued, stop the analyzer, checkpoint, close, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+
+from tracehound.settings import ServerSettings
+
+GRACE_S = 10.0
+
+
+class StartupError(SystemExit):
+    """Raised (exit status 1) with one line saying why the server cannot start."""
+
+    def __init__(self, message: str):
+        print(f"tracehound: error: {message}", file=sys.stderr, flush=True)
+        super().__init__(1)
+
+
+def _bind(host: str, port: int, flag: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port} ({flag}): {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _open(settings: ServerSettings):
+    import duckdb
+
+    from tracehound.collector.schema import SchemaTooNewError
+    from tracehound.collector.store import open_database
+
+    try:
+        return open_database(settings.db)
+    except SchemaTooNewError as exc:
+        raise StartupError(f"{settings.db}: {exc}") from None
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StartupError(
+                f"{settings.db} is in use by another process (DuckDB allows one writer per file): "
+                "stop it or choose another --db"
+            ) from None
+        raise StartupError(f"cannot open {settings.db}: {exc}") from None
+
+
+def _optional_api(con, settings: ServerSettings):
+    try:
+        from tracehound.api.app import create_app
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("tracehound.api"):
+            return None
+        raise
+    return create_app(con, settings)
+
+
+def _optional_analyzer(con, settings: ServerSettings):
+    if not settings.analyze:
+        return None
+    try:
+        from tracehound.analyzer.worker import AnalyzerWorker
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("tracehound.analyzer"):
+            return None
+        raise
+    return AnalyzerWorker(con, settings)
+
+
+def _uvicorn_server(app):
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # serve() handles signals for all listeners
+            yield
+
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=GRACE_S,
+    )
+    return _Server(config)
+
+
+def serve(settings: ServerSettings) -> None:
+    """Run until SIGTERM/SIGINT, then flush and return normally (the CLI exits 0).
+
+    Raises :class:`StartupError` (a ``SystemExit(1)``, after printing one line) when the database
+    is locked by another process or too new, or a port is taken.
+    """
+    from tracehound.collector.grpc_receiver import create_grpc_server
+    from tracehound.collector.http_receiver import create_otlp_http_app
+    from tracehound.collector.writer import SpanWriter
+
+    con = _open(settings)
+    http_sock = _bind(settings.host, settings.otlp_http_port, "--otlp-http-port")
+    api_app = _optional_api(con, settings)
+    api_sock = _bind(settings.host, settings.port, "--port") if api_app is not None else None
+    writer = SpanWriter(con, settings.queue_max_spans)
+    analyzer = _optional_analyzer(con, settings)
+    writer.start()
+    try:
+        asyncio.run(
+            _serve_async(
+                settings,
+                writer,
+                http_sock,
+                api_app,
+                api_sock,
+                analyzer,
+                create_grpc_server,
+                create_otlp_http_app,
+            )
+        )
+    finally:
+        writer.stop()
+        if analyzer is not None:
+            analyzer.stop(timeout=GRACE_S)
+        with contextlib.suppress(Exception):
+            con.execute("CHECKPOINT")
+        con.close()
+    print(
+        f"tracehound: stopped; {writer.stats.spans_committed} spans committed to {settings.db}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def _serve_async(
+    settings, writer, http_sock, api_app, api_sock, analyzer, create_grpc_server, create_otlp_http_app
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    grpc_server = create_grpc_server(writer, settings.max_body_bytes, settings.ingest_token)
+    grpc_addr = _hostport(settings.host, settings.otlp_grpc_port)
+    try:
+        grpc_port = grpc_server.add_insecure_port(grpc_addr)
+    except RuntimeError as exc:
+        raise StartupError(f"cannot listen on {grpc_addr} (--otlp-grpc-port): {exc}") from None
+    if not grpc_port:
+        raise StartupError(f"cannot listen on {grpc_addr} (--otlp-grpc-port): address in use?")
+    await grpc_server.start()
+
+    servers = [_uvicorn_server(create_otlp_http_app(writer, settings.max_body_bytes, settings.ingest_token))]
+    socks = [http_sock]
+    if api_app is not None:
+        servers.append(_uvicorn_server(api_app))
+        socks.append(api_sock)
+    tasks = [asyncio.create_task(s.serve(sockets=[k])) for s, k in zip(servers, socks, strict=True)]
+    while not all(s.started for s in servers):
+        if any(t.done() for t in tasks):
+            break
+        await asyncio.sleep(0.01)
+    if analyzer is not None:
+        analyzer.start()
+
+    http_port = http_sock.getsockname()[1]
+    parts = [
+        f"OTLP/gRPC {_hostport(settings.host, grpc_port)}",
+        f"OTLP/HTTP http://{_hostport(settings.host, http_port)}/v1/traces",
+        f"UI http://{_hostport(settings.host, api_sock.getsockname()[1])}"
+        if api_sock
+        else "UI off (no tracehound.api.app)",
+        "analyzer on" if analyzer is not None else "analyzer off",
+        f"db {settings.db}",
+    ]
+    print("tracehound: " + " · ".join(parts), flush=True)
+
+    stop_task = asyncio.create_task(stop.wait())
+    await asyncio.wait([stop_task, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for s in servers:
+        s.should_exit = True
+    await grpc_server.stop(GRACE_S)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stop_task.cancel()
