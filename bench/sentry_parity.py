@@ -243,8 +243,7 @@ def run_case(case: Case, root: Path, workdir: Path) -> dict:
     db = workdir / (re.sub(r"\W+", "_", case.label) + ".duckdb")
     con = open_database(db)
     try:
-        # a fresh cursor: open_database leaves the migration's result pending on ``con`` (DuckDB 2.0
-        # then refuses register(), which insert_span_rows uses)
+        # one cursor for the insert and the analysis (the contract: a cursor per user of ``con``)
         cur = con.cursor()
         insert_event(cur, load_event(root / case.fixture), case.fixture)
         found = [f for f in analyze(cur, config=_config(case.config)) if f["kind"] == kind]
