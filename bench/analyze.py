@@ -116,6 +116,42 @@ def child_full(db: str) -> dict:
     }
 
 
+def _install_phase_timers(phases: dict) -> None:
+    """Wrap the analysis phases (engine steps, each detector, findings writes) with wall/CPU timers."""
+    import functools
+
+    import tracehound.analyzer.engine as eng
+    from tracehound.analyzer.detectors import DETECTORS
+
+    def timed(name, fn):
+        @functools.wraps(fn)
+        def wrapper(*a, **kw):
+            t, c = time.perf_counter(), _cpu_s()
+            try:
+                return fn(*a, **kw)
+            finally:
+                w, cp = phases.get(name, (0.0, 0.0))
+                phases[name] = (w + time.perf_counter() - t, cp + _cpu_s() - c)
+
+        return wrapper
+
+    for name in ("select_traces", "load_spans", "build_anchors", "build_summaries", "write_trace_summaries"):
+        setattr(eng, name, timed(name, getattr(eng, name)))
+    for name in ("store_occurrences", "refresh", "findings_as_dicts"):
+        setattr(eng.findings_mod, name, timed(f"findings.{name}", getattr(eng.findings_mod, name)))
+    for kind, module in DETECTORS.items():
+        module.detect = timed(f"detect.{kind}", module.detect)
+
+
+def child_profile(db: str) -> dict:
+    """The full analysis with per-phase wall and CPU seconds (``phases``: name -> [wall, cpu])."""
+    phases: dict = {}
+    _install_phase_timers(phases)
+    result = child_full(db)
+    result["phases"] = phases
+    return result
+
+
 def child_incremental(db: str, spans: int, batch_spans: int, workdir: str) -> dict:
     from tracehound.analyzer.worker import AnalyzerWorker
     from tracehound.collector.store import open_database
@@ -219,6 +255,11 @@ def main(argv=None) -> int:
     parser.add_argument("--incremental-spans", type=lambda s: int(s.replace("_", "")), default=2_000_000)
     parser.add_argument("--batch-spans", type=lambda s: int(s.replace("_", "")), default=100_000)
     parser.add_argument("--skip", choices=["full", "incremental"], action="append", default=[])
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="time each analysis phase (engine steps, detectors) of the full analysis",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -229,6 +270,7 @@ def main(argv=None) -> int:
             "full": child_full,
             "incremental": child_incremental,
             "generate": child_generate,
+            "profile": child_profile,
         }[step]
         conv = [str, int, int, str][: len(rest)]
         print(json.dumps(fn(*[c(v) for c, v in zip(conv, rest, strict=True)])))
@@ -262,7 +304,7 @@ def main(argv=None) -> int:
 
     ok = True
     if "full" not in args.skip:
-        full = _child("full", args.db)
+        full = _child("profile" if args.profile else "full", args.db)
         rate = full["spans"] / full["seconds"]
         good = full["seconds"] <= TARGET_FULL_S and full["rss_mb"] <= TARGET_RSS_MB
         ok &= good
@@ -273,6 +315,8 @@ def main(argv=None) -> int:
         )
         print(f"          {full['kinds']}")
         print(f"          ratio to baseline: {full['seconds'] / base['seconds']:.1f}x the scan time")
+        for name, (wall, cpu) in sorted(full.get("phases", {}).items(), key=lambda kv: -kv[1][0]):
+            print(f"          phase {name:32} {wall:7.2f} s wall {cpu:7.2f} s CPU")
         print(
             f"  {_verdict(full['seconds'] <= TARGET_FULL_S)} time {full['seconds']:.2f} s (target <= {TARGET_FULL_S:g} s)"
         )
