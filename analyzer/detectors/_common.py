@@ -35,7 +35,7 @@ def create_buffers(cur) -> None:
     """(Re)create the empty ``th_occ`` and ``th_stats`` buffers for one analysis pass."""
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_occ (
-            kind VARCHAR, service VARCHAR, endpoint VARCHAR, pattern VARCHAR, tix INTEGER,
+            kind VARCHAR, service VARCHAR, endpoint VARCHAR, pattern VARCHAR, tix UBIGINT,
             impact_ms DOUBLE, span_count INTEGER, duration_ms DOUBLE, span_ids VARCHAR[],
             code_h UBIGINT, detail VARCHAR)"""
     )
@@ -59,7 +59,7 @@ def emit(cur, rows: list[dict]) -> int:
             ("service", pa.string()),
             ("endpoint", pa.string()),
             ("pattern", pa.string()),
-            ("tix", pa.int32()),
+            ("tix", pa.uint64()),
             ("impact_ms", pa.float64()),
             ("span_count", pa.int32()),
             ("duration_ms", pa.float64()),
