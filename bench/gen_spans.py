@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gen_routes import PLANTED, SERVICES, build_routes  # noqa: E402
+from gen_model import SERVICES  # noqa: E402
+from gen_routes import PLANTED, build_routes  # noqa: E402
 
 NS_PER_MS = 1_000_000
 NS_PER_DAY = 86_400 * 1_000_000_000
