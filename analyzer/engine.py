@@ -10,7 +10,10 @@ from tracehound.analyzer.detectors import DETECTORS, PER_TRACE, WINDOWED
 from tracehound.analyzer.detectors._common import create_buffers
 from tracehound.analyzer.detectors._repeats import build_anchors
 from tracehound.analyzer.spans import load_spans, select_traces
-from tracehound.analyzer.summaries import build_summaries, write_trace_summaries
+from tracehound.analyzer.summaries import build_summaries, summaries_from_store, write_trace_summaries
+
+#: Detectors that group repeats under an anchor (need ``th_anchor``).
+REPEAT_KINDS = {"n_plus_one_query", "repeated_query", "n_plus_one_cache", "n_plus_one_http"}
 
 
 def run_pass(
@@ -18,12 +21,17 @@ def run_pass(
 ) -> list[str]:
     """Analyse the traces already selected into ``th_traces`` with the detectors ``kinds``.
 
-    Replaces, in one transaction, those traces' ``trace_summaries`` rows (if ``summaries``) and their
-    occurrences of ``kinds``, then refreshes every finding touched. Returns the touched finding ids.
+    Replaces, in one transaction, those traces' ``trace_summaries`` rows (if ``summaries``; otherwise
+    the stored summaries are read back instead of recomputing exclusive times) and their occurrences
+    of ``kinds``, then refreshes every finding touched. Returns the touched finding ids.
     """
     load_spans(cur, min_rowid=min_rowid)
-    build_anchors(cur)
-    build_summaries(cur)
+    if set(kinds) & REPEAT_KINDS:
+        build_anchors(cur)
+    if summaries:
+        build_summaries(cur)
+    else:  # windowed re-run in the worker: the per-trace pass already stored these traces' summaries
+        summaries_from_store(cur)
     create_buffers(cur)
     for kind in kinds:
         if cfg.any_enabled(kind):

@@ -74,6 +74,15 @@ def build_summaries(cur) -> None:
     cur.execute(SUMMARY_SQL)
 
 
+def summaries_from_store(cur) -> None:
+    """``th_summary`` read back from ``trace_summaries`` for the traces in ``th_traces`` (traces not
+    analysed yet are absent). Used by the worker's windowed re-runs: no exclusive-time pass."""
+    cur.execute(
+        """CREATE OR REPLACE TEMP TABLE th_summary AS
+           SELECT t.tix, s.* FROM trace_summaries s JOIN th_traces t ON t.trace_id = s.trace_id"""
+    )
+
+
 def write_trace_summaries(cur) -> None:
     """Replace the ``trace_summaries`` rows of the traces in ``th_traces`` with ``th_summary``."""
     cur.execute("DELETE FROM trace_summaries WHERE trace_id IN (SELECT trace_id FROM th_traces)")
