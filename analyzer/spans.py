@@ -7,7 +7,8 @@ Builds connection-local TEMP tables that every detector reads (run on one cursor
                ``http_method``, ``http_status_code``, ``start_ns``, ``ts``, ``duration_ns``, ``is_error``,
                ``root_sid``. The root is the earliest ``Server`` span of the trace.
 ``th_spans``   one narrow row per span of those traces: ``tix``, ``sid``/``pid`` (span / parent id as
-               UBIGINT, 0 = no parent), ``start_ns``, ``end_ns``, ``dur_ns``, ``cat``, ``key_h``
+               UBIGINT, 0 = no parent), ``pk``/``ppk`` (one-column keys of (trace, span) and
+               (trace, parent): fast joins and partitions), ``start_ns``, ``end_ns``, ``dur_ns``, ``cat``, ``key_h``
                (hash of the raw operation), ``params_h``, ``code_h``, ``cache_hit``, ORM lazy-load info.
 ``th_keys``    one row per distinct raw operation: its normalised form (``norm``), ``op_h`` (hash of
                the normalised form: spans with equal ``op_h`` do the same thing), and flags.
@@ -97,7 +98,9 @@ def load_spans(cur, min_rowid: int | None = None) -> int:
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE th_spans AS
-        SELECT f.trace_h AS tix, f.rid, f.sid, f.pid, f.start_ns, f.dur_ns, f.start_ns + f.dur_ns AS end_ns,
+        SELECT f.trace_h AS tix, f.rid, f.sid, f.pid, hash(f.trace_h, f.sid) AS pk,
+               CASE WHEN f.pid <> 0 THEN hash(f.trace_h, f.pid) END AS ppk,
+               f.start_ns, f.dur_ns, f.start_ns + f.dur_ns AS end_ns,
                f.cat, f.key_h, f.params_h, f.code_h, f.cache_hit, f.orm_rel, f.orm_uselist, f.is_error
         FROM span_facts f SEMI JOIN th_traces t ON f.trace_h = t.tix
         WHERE true {rowid_filter}
