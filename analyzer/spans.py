@@ -7,7 +7,8 @@ Builds connection-local TEMP tables that every detector reads (run on one cursor
                ``http_method``, ``http_status_code``, ``start_ns``, ``ts``, ``duration_ns``, ``is_error``,
                ``root_sid``. The root is the earliest ``Server`` span of the trace.
 ``th_spans``   one narrow row per span of those traces: ``tix``, ``sid``/``pid`` (span / parent id as
-               UBIGINT, 0 = no parent), ``start_ns``, ``end_ns``, ``dur_ns``, ``cat``, ``key_h``
+               UBIGINT, 0 = no parent), ``pk``/``ppk`` (one-column keys of (trace, span) and
+               (trace, parent): fast joins and partitions), ``start_ns``, ``end_ns``, ``dur_ns``, ``cat``, ``key_h``
                (hash of the raw operation), ``params_h``, ``code_h``, ``cache_hit``, ORM lazy-load info.
 ``th_keys``    one row per distinct raw operation: its normalised form (``norm``), ``op_h`` (hash of
                the normalised form: spans with equal ``op_h`` do the same thing), and flags.
@@ -86,22 +87,32 @@ def select_traces(
     return cur.execute("SELECT count(*) FROM th_traces").fetchall()[0][0]
 
 
-def load_spans(cur, min_rowid: int | None = None) -> int:
+def load_spans(cur, min_rowid: int | None = None, view: bool = False) -> int | None:
     """Create ``th_spans`` (the facts of the spans of the traces in ``th_traces``) and the views
-    ``th_keys`` / ``th_code`` over the persistent dictionaries. Returns the span count.
+    ``th_keys`` / ``th_code`` over the persistent dictionaries.
+
+    ``view=True`` makes ``th_spans`` a view (nothing materialised; for the windowed detectors, which
+    read a few columns of many spans) and returns None; otherwise returns the span count.
     """
-    rowid_filter = "AND f.rid >= ?" if min_rowid is not None else ""
-    params = [min_rowid] if min_rowid is not None else []
+    rowid_filter = f"AND f.rid >= {int(min_rowid)}" if min_rowid is not None else ""
     cur.execute("CREATE OR REPLACE TEMP VIEW th_keys AS SELECT * FROM span_keys")
     cur.execute("CREATE OR REPLACE TEMP VIEW th_code AS SELECT * FROM span_code")
+    kind = cur.execute(
+        "SELECT any_value(table_type) FROM information_schema.tables WHERE table_name = 'th_spans'"
+    ).fetchall()[0][0]
+    if kind is not None:
+        cur.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} th_spans")
     cur.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE th_spans AS
-        SELECT f.trace_h AS tix, f.rid, f.sid, f.pid, f.start_ns, f.dur_ns, f.start_ns + f.dur_ns AS end_ns,
+        CREATE TEMP {"VIEW" if view else "TABLE"} th_spans AS
+        SELECT f.trace_h AS tix, f.rid, f.sid, f.pid, hash(f.trace_h, f.sid) AS pk,
+               CASE WHEN f.pid <> 0 THEN hash(f.trace_h, f.pid) END AS ppk,
+               f.start_ns, f.dur_ns, f.start_ns + f.dur_ns AS end_ns,
                f.cat, f.key_h, f.params_h, f.code_h, f.cache_hit, f.orm_rel, f.orm_uselist, f.is_error
         FROM span_facts f SEMI JOIN th_traces t ON f.trace_h = t.tix
         WHERE true {rowid_filter}
-        """,
-        params,
+        """
     )
+    if view:
+        return None
     return cur.execute("SELECT count(*) FROM th_spans").fetchall()[0][0]

@@ -46,13 +46,18 @@ def create_buffers(cur) -> None:
 
 
 def emit(cur, rows: list[dict]) -> int:
-    """Append occurrence dicts (keys: ``OCC_COLUMNS``; ``detail`` a dict) to ``th_occ``."""
+    """Append occurrence dicts (keys: ``OCC_COLUMNS``; ``detail`` a dict) to ``th_occ``.
+
+    A row with a ``cand_id`` (from :func:`._repeats.find_repeats`) takes its ``span_ids`` from that
+    row of ``th_cand`` (UBIGINT[] turned into hex here, in SQL: large id lists never go through Python).
+    """
     if not rows:
         return 0
     import pyarrow as pa
 
     cols = {c: [r.get(c) for r in rows] for c in OCC_COLUMNS}
     cols["detail"] = [json.dumps(d or {}, sort_keys=True, default=str) for d in cols["detail"]]
+    cols["cand_id"] = [r.get("cand_id") for r in rows]
     schema = pa.schema(
         [
             ("kind", pa.string()),
@@ -66,11 +71,21 @@ def emit(cur, rows: list[dict]) -> int:
             ("span_ids", pa.list_(pa.string())),
             ("code_h", pa.uint64()),
             ("detail", pa.string()),
+            ("cand_id", pa.int64()),
         ]
     )
     cur.register("th_occ_arrow", pa.table(cols, schema=schema))
     try:
-        cur.execute("INSERT INTO th_occ SELECT * FROM th_occ_arrow")
+        if any(c is not None for c in cols["cand_id"]):
+            cur.execute(
+                f"""INSERT INTO th_occ
+                    SELECT o.* EXCLUDE (span_ids, code_h, detail, cand_id),
+                           coalesce(o.span_ids, list_transform(c.span_ids, lambda x: {hex_sid("x")})),
+                           o.code_h, o.detail
+                    FROM th_occ_arrow o LEFT JOIN th_cand c ON c.rowid = o.cand_id"""
+            )
+        else:
+            cur.execute("INSERT INTO th_occ SELECT * EXCLUDE (cand_id) FROM th_occ_arrow")
     finally:
         cur.unregister("th_occ_arrow")
     return len(rows)
