@@ -2,7 +2,7 @@
 
     python bench/sentry_parity.py [--fixtures DIR] [--json]
 
-Each fixture in ``/work/shared/benchmarks/sentry-fixtures`` (or ``--fixtures`` /
+Each fixture in ``../shared/benchmarks/sentry-fixtures`` (or ``--fixtures`` /
 ``$TRACEHOUND_SENTRY_FIXTURES``) is converted into ``otel_traces`` rows (``sentry_convert.py``), inserted
 into its own fresh DuckDB file, and analysed with :func:`tracehound.analyzer.analyze`. For the detectors
 both products have (Sentry -> tracehound: N+1 DB -> ``n_plus_one_query``, N+1 API -> ``n_plus_one_http``,
@@ -36,8 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sentry_convert import insert_event, load_event  # noqa: E402
 
+#: ``$TRACEHOUND_SENTRY_FIXTURES``, else ``shared/benchmarks/sentry-fixtures`` beside the checkout
+#: (where the project's shared folder lives, in development and in CI).
 DEFAULT_FIXTURES = Path(
-    os.environ.get("TRACEHOUND_SENTRY_FIXTURES", "/work/shared/benchmarks/sentry-fixtures")
+    os.environ.get(
+        "TRACEHOUND_SENTRY_FIXTURES",
+        Path(__file__).resolve().parent.parent.parent / "shared" / "benchmarks" / "sentry-fixtures",
+    )
 )
 
 #: Sentry detector -> tracehound finding kind (None: Sentry-only detector, not shared).
