@@ -10,7 +10,15 @@ from tracehound.analyzer.detectors import DETECTORS, PER_TRACE, WINDOWED
 from tracehound.analyzer.detectors._common import create_buffers
 from tracehound.analyzer.detectors._repeats import build_anchors
 from tracehound.analyzer.spans import load_spans, select_traces
-from tracehound.analyzer.summaries import build_summaries, write_trace_summaries
+from tracehound.analyzer.summaries import build_summaries, summaries_from_store, write_trace_summaries
+
+#: Detectors that group repeats under an anchor (need ``th_anchor``).
+REPEAT_KINDS = {"n_plus_one_query", "repeated_query", "n_plus_one_cache", "n_plus_one_http"}
+
+
+#: Per-trace work runs over chunks of about this many spans (traces split by their hash key), so
+#: memory stays bounded (~150 bytes per span in flight) whatever the window size.
+CHUNK_SPANS = 1_500_000
 
 
 def run_pass(
@@ -18,15 +26,23 @@ def run_pass(
 ) -> list[str]:
     """Analyse the traces already selected into ``th_traces`` with the detectors ``kinds``.
 
-    Replaces, in one transaction, those traces' ``trace_summaries`` rows (if ``summaries``) and their
-    occurrences of ``kinds``, then refreshes every finding touched. Returns the touched finding ids.
+    Phase 1 (per trace: summaries and the per-trace detectors) runs over chunks of traces of about
+    :data:`CHUNK_SPANS` spans each; phase 2 (the windowed detectors) runs once over all the selected
+    traces, reading their spans through a view of ``span_facts``. Then, in one transaction, replaces
+    those traces' ``trace_summaries`` rows (if ``summaries``; otherwise the stored summaries are read
+    back instead of recomputing exclusive times) and their occurrences of ``kinds``, and refreshes
+    every finding touched. Returns the touched finding ids.
     """
-    load_spans(cur, min_rowid=min_rowid)
-    build_anchors(cur)
-    build_summaries(cur)
+    per_trace = [k for k in kinds if k not in WINDOWED and cfg.any_enabled(k)]
+    windowed = [k for k in kinds if k in WINDOWED and cfg.any_enabled(k)]
     create_buffers(cur)
-    for kind in kinds:
-        if cfg.any_enabled(kind):
+    if summaries or per_trace:
+        _per_trace_phase(cur, cfg, per_trace, summaries, min_rowid)
+    if windowed:
+        load_spans(cur, min_rowid=min_rowid, view=True)
+        if not summaries:  # worker's windowed re-run: the per-trace pass stored these summaries
+            summaries_from_store(cur)
+        for kind in windowed:
             DETECTORS[kind].detect(cur, cfg)
     cur.execute("BEGIN TRANSACTION")
     try:
@@ -40,6 +56,47 @@ def run_pass(
         cur.execute("ROLLBACK")
         raise
     return ids
+
+
+def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid) -> None:
+    n_spans = cur.execute(
+        "SELECT count(*) FROM span_facts f SEMI JOIN th_traces t ON f.trace_h = t.tix"
+        + (" WHERE f.rid >= ?" if min_rowid is not None else ""),
+        [min_rowid] if min_rowid is not None else [],
+    ).fetchall()[0][0]
+    chunks = max(1, -(-n_spans // CHUNK_SPANS))
+    if chunks > 1:
+        cur.execute("DROP TABLE IF EXISTS th_traces_all")
+        cur.execute("ALTER TABLE th_traces RENAME TO th_traces_all")
+    if summaries:
+        cur.execute("DROP TABLE IF EXISTS th_summary_all")
+    for i in range(chunks):
+        if chunks > 1:  # trace keys are uniform 64-bit hashes: equal key ranges, equal-sized chunks
+            lo, hi = (i << 64) // chunks, ((i + 1) << 64) // chunks - 1
+            cur.execute(
+                "CREATE OR REPLACE TEMP TABLE th_traces AS SELECT * FROM th_traces_all WHERE tix BETWEEN ? AND ?",
+                [lo, hi],
+            )
+        load_spans(cur, min_rowid=min_rowid)
+        if set(per_trace) & REPEAT_KINDS:
+            build_anchors(cur)
+        if summaries:
+            build_summaries(cur)
+            if chunks > 1:
+                cur.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS th_summary_all AS SELECT * FROM th_summary LIMIT 0"
+                )
+                cur.execute("INSERT INTO th_summary_all SELECT * FROM th_summary")
+        for kind in per_trace:
+            DETECTORS[kind].detect(cur, cfg)
+    if chunks > 1:
+        cur.execute("DROP TABLE th_traces")
+        cur.execute("ALTER TABLE th_traces_all RENAME TO th_traces")
+        if summaries:
+            cur.execute("DROP TABLE th_summary")
+            cur.execute("ALTER TABLE th_summary_all RENAME TO th_summary")
+    cur.execute("DROP TABLE IF EXISTS th_d")
+    cur.execute("DROP TABLE IF EXISTS th_excl")
 
 
 def to_ns(value) -> int | None:

@@ -22,10 +22,11 @@ These tables are the contract between the analyzer (writer) and the API and week
 
 from __future__ import annotations
 
+from tracehound.analyzer.derive import SPAN_CODE_DDL, SPAN_FACTS_DDL, SPAN_KEYS_DDL
 from tracehound.collector.schema import check_and_migrate
 
 ANALYZER_COMPONENT = "analyzer"
-ANALYZER_SCHEMA_VERSION = 2
+ANALYZER_SCHEMA_VERSION = 3
 
 FINDINGS_DDL = """
 CREATE TABLE IF NOT EXISTS findings (
@@ -118,6 +119,9 @@ ANALYZER_MIGRATIONS = {
         "ALTER TABLE finding_occurrences ADD COLUMN IF NOT EXISTS detail JSON",
         FINDING_PATTERNS_DDL,
     ],
+    # Version 3: span facts derived once per span (see analyzer/derive.py); filled lazily by the
+    # next analysis (watermark analyzer_state['facts_rowid']), so the migration itself is instant.
+    3: [SPAN_FACTS_DDL, SPAN_KEYS_DDL, SPAN_CODE_DDL],
 }
 
 

@@ -3,8 +3,8 @@
 Exclusive ("self") time of a span = its duration minus the time covered by the UNION of its
 children's intervals, each clipped to the parent's interval. Overlapping (parallel) children are
 therefore counted once: two 100 ms queries running side by side under a 150 ms handler cover
-100-150 ms of it, not 200 ms. The union is computed with a gaps-and-islands pass over the children
-of each parent, ordered by start.
+100-150 ms of it, not 200 ms. The union is computed in one ordered pass over the children of each
+parent: sorted by start, each child adds only what lies beyond the latest end before it.
 
 A trace's ``db_ns`` / ``cache_ns`` / ``http_ns`` / ``template_ns`` are the sums of the exclusive time
 of its spans in that category (``connect`` spans count as db); ``self_ns`` is the exclusive time of
@@ -18,27 +18,22 @@ from __future__ import annotations
 EXCLUSIVE_SQL = """
 CREATE OR REPLACE TEMP TABLE th_excl AS
 WITH ch AS (
-    SELECT c.tix, c.pid, greatest(c.start_ns, p.start_ns) AS s, least(c.end_ns, p.end_ns) AS e
-    FROM th_spans c JOIN th_spans p ON c.tix = p.tix AND c.pid = p.sid
-    WHERE c.pid <> 0 AND c.end_ns > p.start_ns AND c.start_ns < p.end_ns
+    SELECT c.ppk, greatest(c.start_ns, p.start_ns) AS s, least(c.end_ns, p.end_ns) AS e
+    FROM th_spans c JOIN th_spans p ON c.ppk = p.pk
+    WHERE c.end_ns > p.start_ns AND c.start_ns < p.end_ns
 ),
 w AS (
-    SELECT *, max(e) OVER (PARTITION BY tix, pid ORDER BY s, e
-                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_e
+    SELECT ppk, s, e, max(e) OVER (PARTITION BY ppk ORDER BY s, e
+                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_e
     FROM ch
 ),
-g AS (
-    SELECT *, sum(CASE WHEN prev_e IS NULL OR s > prev_e THEN 1 ELSE 0 END)
-              OVER (PARTITION BY tix, pid ORDER BY s, e ROWS UNBOUNDED PRECEDING) AS island
-    FROM w
-),
 covered AS (
-    SELECT tix, pid, sum(ie - is_) AS covered_ns
-    FROM (SELECT tix, pid, island, min(s) AS is_, max(e) AS ie FROM g GROUP BY tix, pid, island)
-    GROUP BY tix, pid
+    -- Union length of intervals sorted by start: each adds what lies beyond every earlier end.
+    SELECT ppk, sum(greatest(e - greatest(s, coalesce(prev_e, s)), 0)) AS covered_ns
+    FROM w GROUP BY ppk
 )
-SELECT sp.tix, sp.sid, sp.cat, greatest(sp.dur_ns - coalesce(cv.covered_ns, 0), 0) AS excl_ns
-FROM th_spans sp LEFT JOIN covered cv ON cv.tix = sp.tix AND cv.pid = sp.sid
+SELECT sp.tix, sp.cat, greatest(sp.dur_ns - coalesce(cv.covered_ns, 0), 0) AS excl_ns
+FROM th_spans sp LEFT JOIN covered cv ON cv.ppk = sp.pk
 """
 
 SUMMARY_SQL = """
@@ -77,6 +72,15 @@ def build_summaries(cur) -> None:
     """Compute ``th_summary`` (``tix`` + the ``trace_summaries`` columns) for the traces in ``th_traces``."""
     cur.execute(EXCLUSIVE_SQL)
     cur.execute(SUMMARY_SQL)
+
+
+def summaries_from_store(cur) -> None:
+    """``th_summary`` read back from ``trace_summaries`` for the traces in ``th_traces`` (traces not
+    analysed yet are absent). Used by the worker's windowed re-runs: no exclusive-time pass."""
+    cur.execute(
+        """CREATE OR REPLACE TEMP TABLE th_summary AS
+           SELECT t.tix, s.* FROM trace_summaries s JOIN th_traces t ON t.trace_id = s.trace_id"""
+    )
 
 
 def write_trace_summaries(cur) -> None:

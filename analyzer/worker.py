@@ -12,7 +12,13 @@ How it keeps up with ingest:
   Their summaries and occurrences are written and the touched findings recomputed from all their
   occurrences, so a problem seen again merges into the same finding (same id).
 * Traces with no server span after ``orphan_seconds`` (600 s) are dropped (background jobs, or the
-  server span was lost); spans arriving after their trace was analysed are ignored.
+  server span was lost).
+* Late spans: a span whose trace was already analysed (it has a ``trace_summaries`` row) re-queues
+  the whole trace (from its first rowid, with "server span seen" set); once quiet again the trace is
+  re-analysed like a batch re-analysis: its summary and per-trace occurrences are REPLACED (not
+  added), and the findings it touches are recomputed, so counts never double. The windowed
+  detectors see the late span at their next run. After a restart, traces analysed before it are
+  not re-queued (their spans before the saved watermark were analysed).
 * Every ``aggregate_interval_seconds`` (30 s), if new traces were analysed, the windowed detectors
   (slow_endpoint, slow_query, slow_span, cache_miss_ratio, connection_churn) re-run over the last
   ``aggregate_window_hours`` (24 h) of traces.
@@ -57,6 +63,7 @@ class AnalyzerWorker:
         self.pending: dict[str, list] = {}  # trace_id -> [first_rowid, last_seen_monotonic, has_server]
         self.scan_rowid = int(self._state("scan_rowid") or 0)
         self._first_scan = True
+        self.late_traces = 0  # traces re-queued because spans arrived after their analysis
         self._analysed_since_aggregate = 0
         self._last_aggregate = time.monotonic()
         self._stop = threading.Event()
@@ -83,12 +90,14 @@ class AnalyzerWorker:
 
         ``force_aggregate`` also runs the windowed detectors now (tests, shutdown).
         """
+        from tracehound.analyzer.derive import refresh_facts
         from tracehound.analyzer.detectors import PER_TRACE, WINDOWED
         from tracehound.analyzer.engine import run_pass
         from tracehound.analyzer.spans import select_traces
 
         with self._lock:
             self._scan()
+            refresh_facts(self.cur)  # facts keep pace with ingest even while traces wait
             ready = self._ready()
             if ready:
                 min_rowid = min(self.pending[t][0] for t in ready)
@@ -128,23 +137,32 @@ class AnalyzerWorker:
         ).fetchall()
         if not rows:
             return
-        done: set[str] = set()
-        if self._first_scan:  # after a restart: skip traces analysed before it
+        # Traces of these rows that were analysed already: after a restart they are skipped (their
+        # spans were analysed before it); otherwise these are LATE spans (arrived after the trace was
+        # analysed): the trace is queued again, whole, and re-analysed once quiet.
+        new_ids = [r[0] for r in rows if r[0] not in self.pending]
+        done: dict[str, int] = {}
+        if new_ids:
             self.cur.execute(
-                "CREATE OR REPLACE TEMP TABLE th_new AS SELECT unnest(?::VARCHAR[]) AS t",
-                [[r[0] for r in rows]],
+                "CREATE OR REPLACE TEMP TABLE th_new AS SELECT unnest(?::VARCHAR[]) AS t", [new_ids]
             )
-            done = {
-                r[0]
-                for r in self.cur.execute(
-                    "SELECT t FROM th_new SEMI JOIN trace_summaries s ON s.trace_id = th_new.t"
+            done = dict(
+                self.cur.execute(
+                    """SELECT d.t, min(f.rid)
+                       FROM (SELECT t, hash(t) AS h FROM th_new SEMI JOIN trace_summaries s ON s.trace_id = t) d
+                       LEFT JOIN span_facts f ON f.trace_h = d.h GROUP BY d.t"""
                 ).fetchall()
-            }
-        self._first_scan = False
+            )
+        first_scan, self._first_scan = self._first_scan, False
         now = time.monotonic()
         for trace_id, first, has_server, last in rows:
             self.scan_rowid = max(self.scan_rowid, last + 1)
             if trace_id in done:
+                if first_scan:
+                    continue
+                self.late_traces += 1
+                old_first = done[trace_id]
+                self.pending[trace_id] = [first if old_first is None else min(first, old_first), now, True]
                 continue
             entry = self.pending.get(trace_id)
             if entry is None:

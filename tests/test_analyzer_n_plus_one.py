@@ -196,3 +196,25 @@ def test_same_problem_in_many_traces_is_one_finding_with_stable_id(db):
     again = by_kind(analyze(db), "n_plus_one_query")
     assert [g["id"] for g in again] == [f["id"]] and again[0]["occurrences"] == 5
     assert db.execute("SELECT count(*) FROM finding_occurrences").fetchone()[0] == 5
+
+
+def test_placeholder_statement_with_constant_literal_is_an_n_plus_one(db):
+    """PARITY_NOTES #1: `= %s LIMIT 21` without params hash: bound parameters unknown -> distinct."""
+    t = TraceBuilder(duration_ms=200)
+    t.db("SELECT books.id FROM books", 1, 5)
+    for i in range(10):
+        t.db("SELECT a.id, a.name FROM a WHERE a.id = %s LIMIT 21", 10 + i * 10, 8)
+    store(db, t)
+    found = analyze(db)
+    [f] = by_kind(found, "n_plus_one_query")
+    assert f["evidence"]["statement"] == "SELECT a.id, a.name FROM a WHERE a.id = ? LIMIT ?"
+    assert not by_kind(found, "repeated_query")
+
+
+def test_non_sql_db_span_names_are_not_n_plus_one(db):
+    """PARITY_NOTES #2: 'pg-pool.connect' has no space: not a query text (Sentry's rule)."""
+    t = TraceBuilder(duration_ms=300)
+    for i in range(10):
+        t.db("pg-pool.connect", 1 + i * 20, 15)
+    store(db, t)
+    assert not by_kind(analyze(db), "n_plus_one_query")

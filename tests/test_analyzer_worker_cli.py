@@ -140,3 +140,29 @@ def test_cli_table_json_and_errors(tmp_path):
     finally:
         holder.close()
     assert locked.returncode == 2 and "cannot open" in locked.stderr and len(locked.stderr.splitlines()) == 1
+
+
+def test_worker_reanalyses_trace_when_late_spans_arrive(db):
+    """A span arriving after its trace was analysed re-queues the trace; occurrences are replaced."""
+    worker = AnalyzerWorker(db, ServerSettings(), config={"worker": {"quiet_seconds": 0.0}})
+    t = n_plus_one_trace(n=4, each_ms=20)  # 4 repeats: below the N+1 count threshold
+    store(db, t)
+    assert worker.run_once() == 1
+    assert not by_kind(_all(db), "n_plus_one_query")
+    before = len(t.spans)
+    for i in range(2):  # two more repeats of the loop, exported late (e.g. by another batch)
+        t.db(
+            "SELECT authors.id, authors.name FROM authors WHERE authors.id = %(pk_1)s",
+            100 + i * 21,
+            20,
+            params_hash=f"late{i}",
+        )
+    t.spans = t.spans[before:]
+    store(db, t)
+    assert worker.run_once() == 1
+    assert worker.late_traces == 1
+    [f] = by_kind(_all(db), "n_plus_one_query")
+    assert f["occurrences"] == 1 and f["evidence"]["queries_per_request_max"] == 6
+    rows = db.execute("SELECT span_count FROM trace_summaries").fetchall()
+    assert rows == [(before + 2,)]
+    assert worker.run_once() == 0

@@ -43,12 +43,15 @@ def test_a_failing_piece_stops_the_demo_and_its_children(tmp_path):
                    "--otlp-grpc-port", str(ports[2]), "--database-url", "postgresql+psycopg://nobody@127.0.0.1:9/x")  # fmt: skip
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: ") and (
-        "exited with code" in last or "seeding the bookshop database failed" in last
-    )
-    for port in ports:  # every child stopped: the ports are free again
+    reasons = ("exited with code", "did not answer", "seeding the bookshop database failed")
+    assert last.startswith("Error: ") and any(r in last for r in reasons), last
+    for port in ports:  # every child stopped: nothing listens on the ports any more
         with socket.socket() as s:
+            # SO_REUSEADDR, as servers use: TIME_WAIT leftovers of closed connections do not count,
+            # a socket still listening does.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
+            s.listen()
 
 
 def test_findings_table_lists_kind_endpoint_location_and_impact():

@@ -35,7 +35,7 @@ def create_buffers(cur) -> None:
     """(Re)create the empty ``th_occ`` and ``th_stats`` buffers for one analysis pass."""
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_occ (
-            kind VARCHAR, service VARCHAR, endpoint VARCHAR, pattern VARCHAR, tix INTEGER,
+            kind VARCHAR, service VARCHAR, endpoint VARCHAR, pattern VARCHAR, tix UBIGINT,
             impact_ms DOUBLE, span_count INTEGER, duration_ms DOUBLE, span_ids VARCHAR[],
             code_h UBIGINT, detail VARCHAR)"""
     )
@@ -46,31 +46,46 @@ def create_buffers(cur) -> None:
 
 
 def emit(cur, rows: list[dict]) -> int:
-    """Append occurrence dicts (keys: ``OCC_COLUMNS``; ``detail`` a dict) to ``th_occ``."""
+    """Append occurrence dicts (keys: ``OCC_COLUMNS``; ``detail`` a dict) to ``th_occ``.
+
+    A row with a ``cand_id`` (from :func:`._repeats.find_repeats`) takes its ``span_ids`` from that
+    row of ``th_cand`` (UBIGINT[] turned into hex here, in SQL: large id lists never go through Python).
+    """
     if not rows:
         return 0
     import pyarrow as pa
 
     cols = {c: [r.get(c) for r in rows] for c in OCC_COLUMNS}
     cols["detail"] = [json.dumps(d or {}, sort_keys=True, default=str) for d in cols["detail"]]
+    cols["cand_id"] = [r.get("cand_id") for r in rows]
     schema = pa.schema(
         [
             ("kind", pa.string()),
             ("service", pa.string()),
             ("endpoint", pa.string()),
             ("pattern", pa.string()),
-            ("tix", pa.int32()),
+            ("tix", pa.uint64()),
             ("impact_ms", pa.float64()),
             ("span_count", pa.int32()),
             ("duration_ms", pa.float64()),
             ("span_ids", pa.list_(pa.string())),
             ("code_h", pa.uint64()),
             ("detail", pa.string()),
+            ("cand_id", pa.int64()),
         ]
     )
     cur.register("th_occ_arrow", pa.table(cols, schema=schema))
     try:
-        cur.execute("INSERT INTO th_occ SELECT * FROM th_occ_arrow")
+        if any(c is not None for c in cols["cand_id"]):
+            cur.execute(
+                f"""INSERT INTO th_occ
+                    SELECT o.* EXCLUDE (span_ids, code_h, detail, cand_id),
+                           coalesce(o.span_ids, list_transform(c.span_ids, lambda x: {hex_sid("x")})),
+                           o.code_h, o.detail
+                    FROM th_occ_arrow o LEFT JOIN th_cand c ON c.rowid = o.cand_id"""
+            )
+        else:
+            cur.execute("INSERT INTO th_occ SELECT * EXCLUDE (cand_id) FROM th_occ_arrow")
     finally:
         cur.unregister("th_occ_arrow")
     return len(rows)

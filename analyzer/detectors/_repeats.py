@@ -38,39 +38,48 @@ def find_repeats(
     distinct parameter sets. ``per_params=True``: key (trace, op, parameters) over the whole trace and
     keep groups run at least ``min_distinct`` times. ``where`` adds SQL conditions on spans ``s`` and
     keys ``k``. Returns dicts with service, endpoint, tix, norm, n, n_distinct, total_ns, max_ns,
-    first/last times, span_ids, code_h, orm_rel, orm_uselist (and source_* with ``with_source``).
+    first/last times, code_h, orm_rel, orm_uselist (and source_* with ``with_source``), and ``cand_id``:
+    the group's row in ``th_cand``, whose ``span_ids`` (UBIGINT[], by start) never travel through
+    Python: pass ``"cand_id"`` in the occurrence and :func:`._common.emit` joins them in.
     """
-    group = "d.tix, d.op_h, d.params_e" if per_params else "d.tix, d.anchor, d.op_h"
+    # One 64-bit group key instead of three columns: DuckDB aggregates and joins on a single UBIGINT
+    # several times faster than on a composite key (a collision needs 2^32 groups to be likely).
+    gk = "hash(tix, op_h, params_e)" if per_params else "hash(tix, anchor, op_h)"
     having = "count(*)" if per_params else "count(DISTINCT d.params_e)"
-    # Phase 1: the spans of this category with their group key (narrow), then the qualifying groups
-    # with a cheap count; phase 2: the heavy aggregates (lists, modes) only for those groups.
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE th_d AS
-        SELECT s.tix, s.sid, s.pid, coalesce(a.anchor, s.pid) AS anchor, s.start_ns, s.end_ns,
-               s.dur_ns, k.op_h, s.code_h, s.orm_rel, s.orm_uselist,
-               coalesce(s.params_h, CASE WHEN k.has_literals THEN s.key_h END, hash(s.rid)) AS params_e
-        FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h
-        LEFT JOIN th_anchor a ON a.tix = s.tix AND a.sid = s.pid
-        WHERE s.cat = ? {where}
+        SELECT {gk} AS gk, * FROM (
+            SELECT s.tix, s.sid, s.pid, coalesce(a.anchor, s.pid) AS anchor, s.start_ns, s.end_ns,
+                   s.dur_ns, k.op_h, s.code_h, s.orm_rel, s.orm_uselist,
+                   coalesce(s.params_h, CASE WHEN k.has_literals THEN s.key_h END, hash(s.rid)) AS params_e
+            FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h
+            LEFT JOIN th_anchor a ON a.tix = s.tix AND a.sid = s.pid
+            WHERE s.cat = ? {where}
+        )
         """,
         [cat],
     )
+    # Phase 1: cheap counts on the single key (most groups are too small); phase 2: distinct
+    # parameters, then the heavy aggregates (lists, modes) only for the qualifying groups.
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE th_cand AS
-        WITH g AS (SELECT {group} FROM th_d d GROUP BY {group} HAVING {having} >= ?),
-        d AS (SELECT d.* FROM th_d d SEMI JOIN g USING ({group.replace("d.", "")}))
-        SELECT {group}, any_value(k.norm) AS norm, count(*) AS n,
+        WITH g0 AS (SELECT gk FROM th_d GROUP BY gk HAVING count(*) >= ?),
+        d0 AS (SELECT * FROM th_d SEMI JOIN g0 USING (gk)),
+        g AS (SELECT gk FROM d0 d GROUP BY gk HAVING {having} >= ?),
+        d AS (SELECT * FROM d0 SEMI JOIN g USING (gk))
+        SELECT any_value(d.tix) AS tix, any_value(d.anchor) AS anchor, any_value(d.op_h) AS op_h,
+               any_value(d.params_e) AS params_e, any_value(k.norm) AS norm, count(*) AS n,
                count(DISTINCT d.params_e) AS n_distinct,
                sum(d.dur_ns) AS total_ns, max(d.dur_ns) AS max_ns, min(d.start_ns) AS first_start,
-               max(d.end_ns) AS last_end, list({hex_sid("d.sid")} ORDER BY d.start_ns) AS span_ids,
+               max(d.end_ns) AS last_end, list(d.sid ORDER BY d.start_ns) AS span_ids,
                mode(d.code_h) AS code_h, mode(d.orm_rel) AS orm_rel, bool_or(d.orm_uselist) AS orm_uselist,
                arg_min(d.pid, d.start_ns) AS first_pid, arg_min(d.sid, d.start_ns) AS first_sid
         FROM d JOIN (SELECT DISTINCT op_h, norm FROM th_keys) k ON k.op_h = d.op_h
-        GROUP BY {group}
+        GROUP BY d.gk
         """,
-        [min_distinct],
+        [min_distinct, min_distinct],
     )
     source_cols, source_join = "", ""
     if with_source:
@@ -84,7 +93,7 @@ def find_repeats(
             GROUP BY c.tix, c.op_h, c.first_sid
         ) src ON src.tix = c.tix AND src.op_h = c.op_h AND src.first_sid = c.first_sid"""
     rel = cur.execute(
-        f"""SELECT t.service, t.endpoint, c.*{source_cols}
+        f"""SELECT t.service, t.endpoint, c.* EXCLUDE (span_ids), c.rowid AS cand_id{source_cols}
             FROM th_cand c JOIN th_traces t ON t.tix = c.tix {source_join}""",
         [cat] if with_source else [],
     )

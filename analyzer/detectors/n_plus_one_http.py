@@ -37,7 +37,8 @@ def detect(cur, cfg) -> int:
                 "impact_ms": ms(r["total_ns"] - r["max_ns"]),
                 "span_count": r["n"],
                 "duration_ms": ms(r["total_ns"]),
-                "span_ids": r["span_ids"],
+                "span_ids": None,
+                "cand_id": r["cand_id"],
                 "code_h": r["code_h"],
                 "detail": {"url": r["norm"]},
             }

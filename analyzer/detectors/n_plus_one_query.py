@@ -8,7 +8,8 @@ least ``low_severity_min_count`` (default 20, our choice: 4x Sentry's count) is 
 severity: a fast local database hides what a networked one will cost (20 round trips x 1 ms RTT).
 
 Not flagged: batched ``IN (a, b, ...)`` queries (selectinload), statements truncated by the client
-(``...``: they cannot be grouped safely, as in Sentry), a loop of *different* statements, and
+(``...``: they cannot be grouped safely, as in Sentry), "statements" without a space (``pg-pool.connect``,
+MongoDB/Prisma operation names: not a query text; Sentry's rule), a loop of *different* statements, and
 repeats of the same parameters (that is ``repeated_query``). Redis/memcached spans are cache spans.
 
 Source query: the last DB span with a different statement that started before the first repeat
@@ -34,7 +35,7 @@ def detect(cur, cfg) -> int:
         cur,
         "db",
         cfg.loosest(NAME, "min_count"),
-        where="AND NOT k.is_batch AND NOT k.is_truncated AND k.norm <> ''",
+        where="AND NOT k.is_batch AND NOT k.is_truncated AND contains(k.norm, ' ')",
         with_source=True,
     )
     out = []
@@ -55,7 +56,8 @@ def detect(cur, cfg) -> int:
                 "impact_ms": ms(r["total_ns"] - r["max_ns"]),
                 "span_count": r["n"],
                 "duration_ms": ms(r["total_ns"]),
-                "span_ids": r["span_ids"],
+                "span_ids": None,
+                "cand_id": r["cand_id"],
                 "code_h": r["code_h"],
                 "detail": {
                     "statement": r["norm"],

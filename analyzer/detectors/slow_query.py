@@ -31,10 +31,12 @@ DEFAULTS = {
 }
 
 _BASE = """
-    SELECT s.tix, s.sid, s.start_ns, s.dur_ns, s.code_h, k.op_h, k.norm, k.sql_op, t.service, t.endpoint
+    SELECT s.tix, s.sid, s.start_ns, s.dur_ns, s.code_h, k.op_h, t.service, t.endpoint
     FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h JOIN th_traces t ON t.tix = s.tix
     WHERE s.cat = 'db' AND NOT k.is_truncated AND k.norm <> ''
 """
+#: Normalised text and operation per statement (joined on the few result rows, not on every span).
+_OPS = "(SELECT DISTINCT op_h, norm, sql_op FROM th_keys WHERE cat = 'db')"
 
 
 def detect(cur, cfg) -> int:
@@ -46,10 +48,13 @@ def detect(cur, cfg) -> int:
     )
     min_ns = int(cfg.loosest(NAME, "min_duration_ms") * 1e6)
     rows = cur.execute(
-        f"""SELECT d.service, d.endpoint, d.tix, d.norm, d.sql_op, count(*), sum(d.dur_ns),
-                   sum(greatest(d.dur_ns - m.med_ns, 0)), list({hex_sid("d.sid")}), mode(d.code_h), max(d.dur_ns)
-            FROM th_db d JOIN th_db_med m ON m.service = d.service AND m.op_h = d.op_h
-            WHERE d.dur_ns >= ? GROUP BY d.service, d.endpoint, d.tix, d.norm, d.sql_op""",
+        f"""SELECT r.service, r.endpoint, r.tix, o.norm, o.sql_op, r.* EXCLUDE (service, endpoint, tix, op_h)
+            FROM (SELECT d.service, d.endpoint, d.tix, d.op_h, count(*), sum(d.dur_ns),
+                         sum(greatest(d.dur_ns - m.med_ns, 0)), list({hex_sid("d.sid")}), mode(d.code_h),
+                         max(d.dur_ns)
+                  FROM th_db d JOIN th_db_med m ON m.service = d.service AND m.op_h = d.op_h
+                  WHERE d.dur_ns >= ? GROUP BY d.service, d.endpoint, d.tix, d.op_h) r
+            JOIN {_OPS} o ON o.op_h = r.op_h""",
         [min_ns],
     ).fetchall()
     out = []
@@ -82,13 +87,14 @@ def detect(cur, cfg) -> int:
 def _regressions(cur, cfg) -> int:
     hours = cfg.loosest(NAME, "recent_hours", lower_is_looser=False)
     stats = cur.execute(
-        """SELECT d.service, d.op_h, any_value(d.norm), any_value(d.endpoint),
+        f"""SELECT d.service, d.op_h, any_value(o.norm), any_value(d.endpoint),
                   count(*) FILTER (WHERE d.start_ns >= m.newest - ?) AS n_recent,
                   count(*) FILTER (WHERE d.start_ns < m.newest - ?) AS n_base,
                   quantile_cont(d.dur_ns, 0.95) FILTER (WHERE d.start_ns >= m.newest - ?) AS p95_recent,
                   quantile_cont(d.dur_ns, 0.95) FILTER (WHERE d.start_ns < m.newest - ?) AS p95_base,
                   any_value(m.newest)
            FROM th_db d JOIN th_db_med m ON m.service = d.service AND m.op_h = d.op_h
+           JOIN {_OPS} o ON o.op_h = d.op_h
            GROUP BY d.service, d.op_h HAVING n_recent > 0 AND n_base > 0""",
         [int(hours * 3.6e12)] * 4,
     ).fetchall()
