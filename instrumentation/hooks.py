@@ -94,6 +94,7 @@ def post_instrument() -> None:
         handle_refused()
         if "sqlalchemy" not in disabled and "*" not in disabled:
             sqla.install()
+        sqla.install_dbapi_params_hash()
         if "flask_caching" not in disabled and "*" not in disabled:
             caching.install_flask_caching()
         if not configurator.configured:

@@ -118,6 +118,31 @@ def _do_orm_execute(orm_execute_state):
     return None
 
 
+def install_dbapi_params_hash() -> bool:
+    """``tracehound.db.params_hash`` on raw DB-API spans too (sqlite3, psycopg, pymysql used
+    without SQLAlchemy): wraps the upstream DB-API ``CursorTracer._populate_span`` (its private
+    API; if it changes, raw DB-API spans just lack the hash)."""
+    try:
+        from opentelemetry.instrumentation.dbapi import CursorTracer
+    except ImportError:
+        return False
+    original = getattr(CursorTracer, "_populate_span", None)
+    if original is None or getattr(original, "_tracehound", False):
+        return original is not None
+
+    def _populate_span(self, span, cursor, *args):
+        original(self, span, cursor, *args)
+        if len(args) > 1 and span.is_recording():
+            try:
+                span.set_attribute("tracehound.db.params_hash", params_hash(args[1]))
+            except Exception:  # noqa: BLE001 - never break the query
+                _log.debug("tracehound: could not hash DB-API parameters", exc_info=True)
+
+    _populate_span._tracehound = True
+    CursorTracer._populate_span = _populate_span
+    return True
+
+
 def install() -> bool:
     """Register the listeners once; False when SQLAlchemy is not importable."""
     global _installed

@@ -95,12 +95,19 @@ def test_sqlite_flask_run(tmp_path):
         with running_app(cmd, env, APP_DIR, port) as proc:
             assert len(get(f"http://127.0.0.1:{port}/books")) == 5
             get(f"http://127.0.0.1:{port}/books/3")
+            assert get(f"http://127.0.0.1:{port}/raw") == [2, 3, 2]
         assert proc.returncode in (0, -15), proc.output
         # upstream's "sqlalchemy only instruments ... nothing can be instrumented" is not shown
         assert "nothing can be instrumented" not in proc.output[1]
         spans = server.spans(min_count=20)
     _assert_books_trace(spans, "sqlite")
     _assert_repeat_trace(spans)
+    # raw DB-API (no SQLAlchemy): the sqlite3 spans get the parameters hash and code location too
+    raw = [s for s in children_of(spans, server_span(spans, "/raw")) if s["name"].startswith("SELECT")]
+    assert [s["scope"] for s in raw] == ["opentelemetry.instrumentation.sqlite3"] * 3
+    hashes = [s["attrs"]["tracehound.db.params_hash"] for s in raw]
+    assert hashes[0] == hashes[2] != hashes[1]
+    assert all(code_location(s)[:2] == (str(SHOP), str(mark_line("raw"))) for s in raw)
 
 
 @pytest.mark.services

@@ -10,6 +10,7 @@ Lines the tests assert on carry a ``# MARK:<name>`` comment; tests find their li
 from __future__ import annotations
 
 import os
+import sqlite3
 
 import httpx
 import redis
@@ -119,6 +120,14 @@ def register(app: Flask) -> None:
         both = client.mget(key, key + ":missing")
         client.delete(key)
         return jsonify({"hit": hit is not None, "miss": miss is None, "both": len(both)})
+
+    @app.route("/raw")
+    def raw_dbapi():
+        conn = sqlite3.connect(":memory:")
+        cursor = conn.cursor()
+        values = [cursor.execute("SELECT ? + 1", (n,)).fetchone()[0] for n in (1, 2, 1)]  # MARK:raw
+        conn.close()
+        return jsonify(values)
 
     @app.route("/outbound")
     def outbound():
