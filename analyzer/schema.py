@@ -25,7 +25,7 @@ from __future__ import annotations
 from tracehound.collector.schema import check_and_migrate
 
 ANALYZER_COMPONENT = "analyzer"
-ANALYZER_SCHEMA_VERSION = 1
+ANALYZER_SCHEMA_VERSION = 2
 
 FINDINGS_DDL = """
 CREATE TABLE IF NOT EXISTS findings (
@@ -93,8 +93,31 @@ CREATE TABLE IF NOT EXISTS analyzer_state (
 )
 """
 
+#: Version 2 (added by the analyzer, nothing renamed): each occurrence keeps its own code location
+#: and kind-specific ``detail`` JSON (the finding shows the most common location); ``finding_patterns``
+#: holds per-finding identity (kind, service, endpoint, normalised pattern) and window-level ``stats``
+#: JSON of the windowed detectors (percentiles, ratios).
+FINDING_PATTERNS_DDL = """
+CREATE TABLE IF NOT EXISTS finding_patterns (
+    finding_id VARCHAR PRIMARY KEY,
+    kind       VARCHAR NOT NULL,
+    service    VARCHAR NOT NULL,
+    endpoint   VARCHAR NOT NULL,
+    pattern    VARCHAR NOT NULL,
+    stats      JSON,
+    updated_at TIMESTAMP NOT NULL
+)
+"""
+
 ANALYZER_MIGRATIONS = {
     1: [FINDINGS_DDL, FINDING_OCCURRENCES_DDL, TRACE_SUMMARIES_DDL, ANALYZER_STATE_DDL],
+    2: [
+        "ALTER TABLE finding_occurrences ADD COLUMN IF NOT EXISTS code_filepath VARCHAR",
+        "ALTER TABLE finding_occurrences ADD COLUMN IF NOT EXISTS code_lineno INTEGER",
+        "ALTER TABLE finding_occurrences ADD COLUMN IF NOT EXISTS code_function VARCHAR",
+        "ALTER TABLE finding_occurrences ADD COLUMN IF NOT EXISTS detail JSON",
+        FINDING_PATTERNS_DDL,
+    ],
 }
 
 

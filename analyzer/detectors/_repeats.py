@@ -1,0 +1,92 @@
+"""The shared "same operation repeated in one request" search behind the N+1 and repeat detectors.
+
+Grouping key: (trace, *anchor*, normalised operation). The anchor of a span is its parent, except
+when that parent is itself one iteration of a loop (an internal or template span whose name occurs
+two or more times under the same parent): then it is the grandparent. That is how a nested N+1 (a
+loop inside a loop, each iteration wrapped in its own span) is seen as one run instead of many runs
+of one. Spans between the repeats do not matter (grouping, not adjacency), nor does overlap
+(parallel repeats are counted like sequential ones).
+
+Parameters: ``tracehound.db.params_hash`` when present; raw SQL with literals counts its literal
+text as the parameters; otherwise every execution is assumed to have distinct parameters.
+"""
+
+from __future__ import annotations
+
+from ._common import hex_sid
+
+ANCHOR_SQL = """
+CREATE OR REPLACE TEMP TABLE th_anchor AS
+SELECT tix, sid, pid AS anchor FROM (
+    SELECT tix, sid, pid, count(*) OVER (PARTITION BY tix, pid, key_h) AS n
+    FROM th_spans WHERE cat IN ('other', 'template') AND pid <> 0
+) WHERE n >= 2
+"""
+
+
+def build_anchors(cur) -> None:
+    """Create ``th_anchor`` (iteration spans -> the span that holds the loop)."""
+    cur.execute(ANCHOR_SQL)
+
+
+def find_repeats(
+    cur, cat: str, min_distinct: int, *, per_params: bool = False, where: str = "", with_source: bool = False
+) -> list[dict]:
+    """Groups of spans of category ``cat`` doing the same operation in one trace (see module doc).
+
+    ``per_params=False``: key (trace, anchor, op) and keep groups with at least ``min_distinct``
+    distinct parameter sets. ``per_params=True``: key (trace, op, parameters) over the whole trace and
+    keep groups run at least ``min_distinct`` times. ``where`` adds SQL conditions on spans ``s`` and
+    keys ``k``. Returns dicts with service, endpoint, tix, norm, n, n_distinct, total_ns, max_ns,
+    first/last times, span_ids, code_h, orm_rel, orm_uselist (and source_* with ``with_source``).
+    """
+    group = "d.tix, d.op_h, d.params_e" if per_params else "d.tix, d.anchor, d.op_h"
+    having = "count(*)" if per_params else "count(DISTINCT d.params_e)"
+    # Phase 1: the spans of this category with their group key (narrow), then the qualifying groups
+    # with a cheap count; phase 2: the heavy aggregates (lists, modes) only for those groups.
+    cur.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE th_d AS
+        SELECT s.tix, s.sid, s.pid, coalesce(a.anchor, s.pid) AS anchor, s.start_ns, s.end_ns,
+               s.dur_ns, k.op_h, s.code_h, s.orm_rel, s.orm_uselist,
+               coalesce(s.params_h, CASE WHEN k.has_literals THEN s.key_h END, hash(s.rid)) AS params_e
+        FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h
+        LEFT JOIN th_anchor a ON a.tix = s.tix AND a.sid = s.pid
+        WHERE s.cat = ? {where}
+        """,
+        [cat],
+    )
+    cur.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE th_cand AS
+        WITH g AS (SELECT {group} FROM th_d d GROUP BY {group} HAVING {having} >= ?),
+        d AS (SELECT d.* FROM th_d d SEMI JOIN g USING ({group.replace("d.", "")}))
+        SELECT {group}, any_value(k.norm) AS norm, count(*) AS n,
+               count(DISTINCT d.params_e) AS n_distinct,
+               sum(d.dur_ns) AS total_ns, max(d.dur_ns) AS max_ns, min(d.start_ns) AS first_start,
+               max(d.end_ns) AS last_end, list({hex_sid("d.sid")} ORDER BY d.start_ns) AS span_ids,
+               mode(d.code_h) AS code_h, mode(d.orm_rel) AS orm_rel, bool_or(d.orm_uselist) AS orm_uselist,
+               arg_min(d.pid, d.start_ns) AS first_pid, arg_min(d.sid, d.start_ns) AS first_sid
+        FROM d JOIN (SELECT DISTINCT op_h, norm FROM th_keys) k ON k.op_h = d.op_h
+        GROUP BY {group}
+        """,
+        [min_distinct],
+    )
+    source_cols, source_join = "", ""
+    if with_source:
+        source_cols = ", src.source_norm, src.source_sid"
+        source_join = f"""LEFT JOIN (
+            SELECT c.tix, c.op_h, c.first_sid, arg_max(k.norm, s.start_ns) AS source_norm,
+                   arg_max({hex_sid("s.sid")}, s.start_ns) AS source_sid
+            FROM th_cand c JOIN th_spans s ON s.tix = c.tix AND s.pid = c.first_pid AND s.cat = ?
+                 AND s.start_ns <= c.first_start AND s.sid <> c.first_sid
+            JOIN th_keys k ON k.key_h = s.key_h AND k.op_h <> c.op_h
+            GROUP BY c.tix, c.op_h, c.first_sid
+        ) src ON src.tix = c.tix AND src.op_h = c.op_h AND src.first_sid = c.first_sid"""
+    rel = cur.execute(
+        f"""SELECT t.service, t.endpoint, c.*{source_cols}
+            FROM th_cand c JOIN th_traces t ON t.tix = c.tix {source_join}""",
+        [cat] if with_source else [],
+    )
+    names = [d[0] for d in rel.description]
+    return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]

@@ -1,0 +1,84 @@
+"""``connection_churn``: most requests open a new database connection (the pool is not reused).
+
+Per (service, route) over the analysed window: the share of requests with at least one SQLAlchemy
+``connect`` span. Flagged when that share is >= ``min_ratio`` (default 0.5: "most requests", the
+issue's wording) over at least ``min_requests`` (10) requests. A healthy pool opens connections only
+on warm-up, so even 50% means connections are created per request (NullPool, engine per request,
+``pool_pre_ping`` failures, or a process-per-request server).
+Occurrences: the requests that connected; impact: their time in ``connect`` spans.
+Severity: ``high`` when >= 90% of requests connect, else ``medium``.
+"""
+
+from __future__ import annotations
+
+from ._common import emit, emit_stats, hex_sid, ms
+
+NAME = "connection_churn"
+DEFAULTS = {"min_ratio": 0.5, "min_requests": 10}
+
+
+def detect(cur, cfg) -> int:
+    """Append connection-churn occurrences and statistics (window: the traces in ``th_traces``)."""
+    cur.execute(
+        f"""CREATE OR REPLACE TEMP TABLE th_conn AS
+            SELECT tix, count(*) AS n, sum(dur_ns) AS total_ns, list({hex_sid("sid")}) AS sids, max(dur_ns) AS mx
+            FROM th_spans WHERE cat = 'connect' GROUP BY tix"""
+    )
+    routes = cur.execute(
+        """SELECT t.service, t.endpoint, count(*), count(c.tix), avg(c.total_ns)
+           FROM th_traces t LEFT JOIN th_conn c ON c.tix = t.tix GROUP BY ALL HAVING count(c.tix) > 0"""
+    ).fetchall()
+    out = []
+    for service, endpoint, n, n_conn, avg_ns in routes:
+        c = cfg.get(NAME, service, endpoint)
+        if not c["enabled"] or n < c["min_requests"] or n_conn / n < c["min_ratio"]:
+            continue
+        emit_stats(
+            cur,
+            NAME,
+            service,
+            endpoint,
+            endpoint,
+            {
+                "requests": n,
+                "requests_connecting": n_conn,
+                "ratio": round(n_conn / n, 4),
+                "connect_ms_avg": ms(avg_ns),
+                "threshold_ratio": c["min_ratio"],
+            },
+        )
+        rows = cur.execute(
+            """SELECT c.tix, c.n, c.total_ns, c.sids FROM th_conn c JOIN th_traces t ON t.tix = c.tix
+               WHERE t.service = ? AND t.endpoint = ?""",
+            [service, endpoint],
+        ).fetchall()
+        out.extend(
+            {
+                "kind": NAME,
+                "service": service,
+                "endpoint": endpoint,
+                "pattern": endpoint,
+                "tix": tix,
+                "impact_ms": ms(total),
+                "span_count": k,
+                "duration_ms": ms(total),
+                "span_ids": sids,
+                "code_h": None,
+                "detail": {},
+            }
+            for tix, k, total, sids in rows
+        )
+    return emit(cur, out)
+
+
+def describe(f: dict, c: dict) -> dict:
+    """Title, severity, evidence and fix hint of an aggregated connection_churn finding."""
+    st = f["stats"] or {"ratio": 0.0}
+    return {
+        "title": f"{100 * st['ratio']:.0f}% of requests to {f['endpoint'] or f['service']} open a new DB "
+        f"connection",
+        "severity": "high" if st["ratio"] >= 0.9 else "medium",
+        "evidence": st,
+        "fix_hint": "Create the SQLAlchemy engine once per process (not per request) and keep its default "
+        "QueuePool (no NullPool); size pool_size to the worker's concurrency.",
+    }

@@ -1,0 +1,65 @@
+"""``n_plus_one_cache``: one cache call per item of a loop instead of one ``get_many``.
+
+Rule: within one trace and anchor (see :mod:`._repeats`), the same cache operation on the same
+normalised key pattern (``GET book:{n}``) runs at least ``min_count`` times (default 5, Sentry's
+N+1 count) taking at least ``min_total_ms`` (default 0: every round trip to a networked cache costs
+latency however fast it looked here). Batched calls (``cache.get_many``) are one span, so never
+flagged. Impact: total minus the slowest single call (the cost of one batched call).
+Severity: ``high`` at >= ``high_impact_ms`` (100 ms) per request, ``medium`` at >= 20 calls, else ``low``.
+"""
+
+from __future__ import annotations
+
+from ._common import emit, ms
+from ._repeats import find_repeats
+
+NAME = "n_plus_one_cache"
+DEFAULTS = {"min_count": 5, "min_total_ms": 0.0, "high_impact_ms": 100.0}
+
+
+def detect(cur, cfg) -> int:
+    """Append N+1 cache occurrences of the traces in ``th_traces`` to ``th_occ``."""
+    rows = find_repeats(cur, "cache", cfg.loosest(NAME, "min_count"))
+    out = []
+    for r in rows:
+        c = cfg.get(NAME, r["service"], r["endpoint"])
+        if not c["enabled"] or r["n"] < c["min_count"] or ms(r["total_ns"]) < c["min_total_ms"]:
+            continue
+        out.append(
+            {
+                "kind": NAME,
+                "service": r["service"],
+                "endpoint": r["endpoint"],
+                "pattern": r["norm"],
+                "tix": r["tix"],
+                "impact_ms": ms(r["total_ns"] - r["max_ns"]),
+                "span_count": r["n"],
+                "duration_ms": ms(r["total_ns"]),
+                "span_ids": r["span_ids"],
+                "code_h": r["code_h"],
+                "detail": {"operation": r["norm"]},
+            }
+        )
+    return emit(cur, out)
+
+
+def describe(f: dict, c: dict) -> dict:
+    """Title, severity, evidence and fix hint of an aggregated n_plus_one_cache finding."""
+    avg_impact = f["impact_ms"] / max(f["occurrences"], 1)
+    severity = (
+        "high" if avg_impact >= c["high_impact_ms"] else "medium" if f["avg_span_count"] >= 20 else "low"
+    )
+    op = f["detail"]["operation"]
+    return {
+        "title": f"N+1 cache calls: '{op}' runs {f['avg_span_count']:.0f}x per request on "
+        f"{f['endpoint'] or f['service']}",
+        "severity": severity,
+        "evidence": {
+            "operation": op,
+            "calls_per_request_avg": round(f["avg_span_count"], 1),
+            "calls_per_request_max": f["max_span_count"],
+            "impact_ms_per_request_avg": round(avg_impact, 3),
+        },
+        "fix_hint": f"Fetch all keys in one round trip{f['where']}: cache.get_many(*keys) / "
+        f"cache.set_many(mapping) (redis: MGET or a pipeline) instead of one call per item.",
+    }

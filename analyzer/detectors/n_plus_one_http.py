@@ -1,0 +1,65 @@
+"""``n_plus_one_http``: one outbound HTTP call per item of a loop.
+
+Rule: within one trace and anchor (see :mod:`._repeats`), outbound calls to the same normalised URL
+(``GET api.example.com/users/{n}``: numeric, UUID and hex path segments are placeholders, the query
+string dropped) run at least ``min_count`` times (default 5) taking at least ``min_total_ms`` in total
+(default 300 ms); both are Sentry's N+1 API defaults. Unlike Sentry we also flag sequential loops
+(Sentry wants the calls to start within 15 ms of each other, the browser fan-out pattern; a Flask
+handler calling an API in a for-loop is the server-side N+1 we are after).
+Impact: total minus the slowest single call (the cost of one batched call).
+Severity: ``high`` at >= ``high_impact_ms`` (1000 ms) per request, else ``medium``.
+"""
+
+from __future__ import annotations
+
+from ._common import emit, ms
+from ._repeats import find_repeats
+
+NAME = "n_plus_one_http"
+DEFAULTS = {"min_count": 5, "min_total_ms": 300.0, "high_impact_ms": 1000.0}
+
+
+def detect(cur, cfg) -> int:
+    """Append N+1 HTTP occurrences of the traces in ``th_traces`` to ``th_occ``."""
+    rows = find_repeats(cur, "http", cfg.loosest(NAME, "min_count"))
+    out = []
+    for r in rows:
+        c = cfg.get(NAME, r["service"], r["endpoint"])
+        if not c["enabled"] or r["n"] < c["min_count"] or ms(r["total_ns"]) < c["min_total_ms"]:
+            continue
+        out.append(
+            {
+                "kind": NAME,
+                "service": r["service"],
+                "endpoint": r["endpoint"],
+                "pattern": r["norm"],
+                "tix": r["tix"],
+                "impact_ms": ms(r["total_ns"] - r["max_ns"]),
+                "span_count": r["n"],
+                "duration_ms": ms(r["total_ns"]),
+                "span_ids": r["span_ids"],
+                "code_h": r["code_h"],
+                "detail": {"url": r["norm"]},
+            }
+        )
+    return emit(cur, out)
+
+
+def describe(f: dict, c: dict) -> dict:
+    """Title, severity, evidence and fix hint of an aggregated n_plus_one_http finding."""
+    avg_impact = f["impact_ms"] / max(f["occurrences"], 1)
+    url = f["detail"]["url"]
+    return {
+        "title": f"N+1 HTTP calls: '{url}' called {f['avg_span_count']:.0f}x per request on "
+        f"{f['endpoint'] or f['service']}",
+        "severity": "high" if avg_impact >= c["high_impact_ms"] else "medium",
+        "evidence": {
+            "url": url,
+            "calls_per_request_avg": round(f["avg_span_count"], 1),
+            "calls_per_request_max": f["max_span_count"],
+            "total_ms_per_request_avg": round(f["avg_duration_ms"], 3),
+            "impact_ms_per_request_avg": round(avg_impact, 3),
+        },
+        "fix_hint": f"Use a batch endpoint (one request for all ids){f['where']}, or run the calls "
+        f"concurrently (a thread pool / httpx.AsyncClient) and cache the responses.",
+    }

@@ -1,0 +1,121 @@
+"""``n_plus_one_query``: the same SQL statement run once per row of an earlier result.
+
+Rule: within one trace and under one anchor (the parent span, or the span holding the loop; see
+:mod:`._repeats`), one normalised statement runs with at least ``min_count`` distinct parameter sets
+and takes at least ``min_total_ms`` in total. Defaults 5 and 50 ms are Sentry's
+(``n_plus_one_db_count``, ``n_plus_one_db_duration_threshold``). Below the time threshold a run of at
+least ``low_severity_min_count`` (default 20, our choice: 4x Sentry's count) is still reported at low
+severity: a fast local database hides what a networked one will cost (20 round trips x 1 ms RTT).
+
+Not flagged: batched ``IN (a, b, ...)`` queries (selectinload), statements truncated by the client
+(``...``: they cannot be grouped safely, as in Sentry), a loop of *different* statements, and
+repeats of the same parameters (that is ``repeated_query``). Redis/memcached spans are cache spans.
+
+Source query: the last DB span with a different statement that started before the first repeat
+under the same parent (Sentry's "cause" span). Impact per occurrence: the repeats' total time minus
+the estimated cost of one batched query, estimated as the slowest single repeat (one IN query does
+one round trip; its per-row work is about one repeat's). Severity: ``high`` when the average impact
+per request is >= ``high_impact_ms`` (250 ms, a quarter of a second of user-visible latency),
+``low`` for runs flagged only by count, ``medium`` otherwise.
+"""
+
+from __future__ import annotations
+
+from ._common import emit, ms
+from ._repeats import find_repeats
+
+NAME = "n_plus_one_query"
+DEFAULTS = {"min_count": 5, "min_total_ms": 50.0, "low_severity_min_count": 20, "high_impact_ms": 250.0}
+
+
+def detect(cur, cfg) -> int:
+    """Append N+1 query occurrences of the traces in ``th_traces`` to ``th_occ``."""
+    rows = find_repeats(
+        cur,
+        "db",
+        cfg.loosest(NAME, "min_count"),
+        where="AND NOT k.is_batch AND NOT k.is_truncated AND k.norm <> ''",
+        with_source=True,
+    )
+    out = []
+    for r in rows:
+        c = cfg.get(NAME, r["service"], r["endpoint"])
+        if not c["enabled"] or r["n_distinct"] < c["min_count"]:
+            continue
+        below = ms(r["total_ns"]) < c["min_total_ms"]
+        if below and r["n_distinct"] < c["low_severity_min_count"]:
+            continue
+        out.append(
+            {
+                "kind": NAME,
+                "service": r["service"],
+                "endpoint": r["endpoint"],
+                "pattern": r["norm"],
+                "tix": r["tix"],
+                "impact_ms": ms(r["total_ns"] - r["max_ns"]),
+                "span_count": r["n"],
+                "duration_ms": ms(r["total_ns"]),
+                "span_ids": r["span_ids"],
+                "code_h": r["code_h"],
+                "detail": {
+                    "statement": r["norm"],
+                    "distinct_params": r["n_distinct"],
+                    "relationship": r["orm_rel"],
+                    "uselist": r["orm_uselist"],
+                    "source_statement": r.get("source_norm"),
+                    "source_span_id": r.get("source_sid"),
+                    "below_time_threshold": below,
+                },
+            }
+        )
+    return emit(cur, out)
+
+
+def fix_hint(rel: str | None, uselist: bool | None, where: str) -> str:
+    """Concrete eager-loading advice naming the relationship when the instrumentation gave it."""
+    if rel:
+        if uselist:
+            return (
+                f"Eager-load the collection: add .options(selectinload({rel})) to the query that "
+                f"loads the parent rows{where}, so all {rel.split('.')[-1]} come in one IN query."
+            )
+        return (
+            f"Eager-load the related row: add .options(joinedload({rel})) (or selectinload) to the "
+            f"query that loads the parent rows{where}, so it is fetched with them in one query."
+        )
+    return (
+        f"Fetch the rows in one query before the loop{where}: collect the ids and run one "
+        f"'... WHERE id IN (...)' query (or eager-load the relationship in the ORM)."
+    )
+
+
+def describe(f: dict, c: dict) -> dict:
+    """Title, severity, evidence and fix hint of an aggregated n_plus_one_query finding."""
+    d = f["detail"]
+    avg_n = f["avg_span_count"]
+    avg_impact = f["impact_ms"] / max(f["occurrences"], 1)
+    severity = "high" if avg_impact >= c["high_impact_ms"] else "medium"
+    if d.get("below_time_threshold") and f["max_duration_ms"] < c["min_total_ms"]:
+        severity = "low"
+    rel = d.get("relationship")
+    what = f"lazy load of {rel}" if rel else f"'{_short(d['statement'])}'"
+    return {
+        "title": f"N+1 query: {what} runs {avg_n:.0f}x per request on {f['endpoint'] or f['service']}",
+        "severity": severity,
+        "evidence": {
+            "statement": d["statement"],
+            "source_statement": d.get("source_statement"),
+            "relationship": rel,
+            "uselist": d.get("uselist"),
+            "queries_per_request_avg": round(avg_n, 1),
+            "queries_per_request_max": f["max_span_count"],
+            "repeated_ms_avg": round(f["avg_duration_ms"], 3),
+            "impact_ms_per_request_avg": round(avg_impact, 3),
+            "batched_query_estimate": "slowest single repeat",
+        },
+        "fix_hint": fix_hint(rel, d.get("uselist"), f["where"]),
+    }
+
+
+def _short(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."

@@ -1,0 +1,85 @@
+"""``slow_span``: single operations far slower than their own usual duration.
+
+Baseline per (service, category, normalised operation) over the analysed window: the median
+duration, with at least ``min_samples`` (default 30) executions. A span is flagged when it takes at
+least ``factor`` (10) times the median AND at least ``min_ms`` (100 ms) more than it: a 10x outlier
+is not noise, and the absolute floor keeps sub-millisecond jitter out. Server spans are left to
+``slow_endpoint``. Occurrences: traces with such spans; impact: their time above the median.
+Severity: ``high`` at >= ``high_impact_ms`` (5000 ms) total impact, else ``medium`` (``low`` below 1 s).
+"""
+
+from __future__ import annotations
+
+from ._common import emit, hex_sid, ms
+
+NAME = "slow_span"
+DEFAULTS = {"factor": 10.0, "min_ms": 100.0, "min_samples": 30, "high_impact_ms": 5000.0}
+
+
+def detect(cur, cfg) -> int:
+    """Append outlier-span occurrences (window and baseline: the traces in ``th_traces``)."""
+    rows = cur.execute(
+        f"""WITH b AS (
+                SELECT t.service, s.cat, k.op_h, median(s.dur_ns) AS med, count(*) AS n
+                FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h JOIN th_traces t ON t.tix = s.tix
+                WHERE s.cat NOT IN ('server') GROUP BY ALL HAVING count(*) >= ?)
+            SELECT t.service, t.endpoint, s.tix, b.cat, any_value(k.norm), any_value(b.med), any_value(b.n),
+                   count(*), sum(s.dur_ns), sum(s.dur_ns - b.med), list({hex_sid("s.sid")}), mode(s.code_h),
+                   max(s.dur_ns)
+            FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h JOIN th_traces t ON t.tix = s.tix
+            JOIN b ON b.service = t.service AND b.cat = s.cat AND b.op_h = k.op_h
+            WHERE s.dur_ns >= b.med * ? AND s.dur_ns - b.med >= ?
+            GROUP BY t.service, t.endpoint, s.tix, b.cat, b.op_h""",
+        [
+            cfg.loosest(NAME, "min_samples"),
+            cfg.loosest(NAME, "factor"),
+            int(cfg.loosest(NAME, "min_ms") * 1e6),
+        ],
+    ).fetchall()
+    out = []
+    for service, endpoint, tix, cat, norm, med, n, k, total, excess, sids, code_h, mx in rows:
+        c = cfg.get(NAME, service, endpoint)
+        if not c["enabled"] or n < c["min_samples"] or mx < c["factor"] * med or ms(mx - med) < c["min_ms"]:
+            continue
+        out.append(
+            {
+                "kind": NAME,
+                "service": service,
+                "endpoint": endpoint,
+                "pattern": f"{cat}: {norm}",
+                "tix": tix,
+                "impact_ms": ms(excess),
+                "span_count": k,
+                "duration_ms": ms(total),
+                "span_ids": sids,
+                "code_h": code_h,
+                "detail": {
+                    "category": cat,
+                    "operation": norm,
+                    "baseline_median_ms": ms(med),
+                    "baseline_samples": n,
+                },
+            }
+        )
+    return emit(cur, out)
+
+
+def describe(f: dict, c: dict) -> dict:
+    """Title, severity, evidence and fix hint of an aggregated slow_span finding."""
+    d = f["detail"]
+    severity = (
+        "high" if f["impact_ms"] >= c["high_impact_ms"] else "medium" if f["impact_ms"] >= 1000 else "low"
+    )
+    ratio = f["max_duration_ms"] / max(d["baseline_median_ms"], 0.001)
+    return {
+        "title": f"{d['category']} span '{d['operation'][:70]}' took up to {f['max_duration_ms']:.0f} ms "
+        f"({ratio:.0f}x its median {d['baseline_median_ms']:.1f} ms) on {f['endpoint'] or f['service']}",
+        "severity": severity,
+        "evidence": {
+            **d,
+            "max_ms": f["max_duration_ms"],
+            "outliers_per_request_avg": round(f["avg_span_count"], 2),
+        },
+        "fix_hint": f"Look at what differs in the slow executions{f['where']}: lock waits, cold caches, "
+        f"large inputs, or a slow dependency; add a timeout and retry with backoff for remote calls.",
+    }

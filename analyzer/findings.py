@@ -1,0 +1,179 @@
+"""Turning occurrences (``th_occ``) into ``finding_occurrences`` rows and merged ``findings``.
+
+Identity: ``fingerprint = sha256(kind, service, endpoint, pattern)`` (joined by U+001F, same as
+:func:`tracehound.analyzer.normalize.fingerprint`), ``id = fingerprint[:16]``; the pattern is the
+normalised statement / URL / key / route, so the same problem keeps its id across runs and restarts.
+
+Every finding row is recomputed from ALL its stored occurrences whenever a pass touches it, so the
+incremental worker merges new traces into existing findings instead of duplicating them:
+``occurrences`` = number of traces, ``first_seen``/``last_seen`` = their root span start times,
+``impact_ms`` = the sum of the occurrences' impact, ``example_trace_ids`` = the 3 most recent then the
+2 worst (by impact) distinct trace ids, ``code_*`` = the most common location across occurrences.
+Title, severity, evidence and fix hint come from the detector's ``describe(finding, thresholds)``.
+"""
+
+from __future__ import annotations
+
+import json
+
+STORE_SQL = """
+CREATE OR REPLACE TEMP TABLE th_occ2 AS
+SELECT sha256(concat_ws(chr(31), o.kind, o.service, o.endpoint, o.pattern)) AS fingerprint, o.*,
+       t.trace_id, t.ts, c.filepath, c.lineno, c.function
+FROM th_occ o JOIN th_traces t ON t.tix = o.tix LEFT JOIN th_code c ON c.code_h = o.code_h
+"""
+
+AGG_SQL = """
+SELECT o.finding_id, any_value(p.kind) AS kind, any_value(p.service) AS service,
+       any_value(p.endpoint) AS endpoint, any_value(p.pattern) AS pattern, any_value(p.stats) AS stats,
+       count(*) AS occurrences, min(o."timestamp") AS first_seen, max(o."timestamp") AS last_seen,
+       sum(o.impact_ms) AS impact_ms, avg(o.span_count) AS avg_span_count,
+       max(o.span_count) AS max_span_count, avg(o.duration_ms) AS avg_duration_ms,
+       max(o.duration_ms) AS max_duration_ms,
+       arg_max(o.trace_id, o."timestamp", 3) AS recent, arg_max(o.trace_id, o.impact_ms, 3) AS worst,
+       mode({'filepath': o.code_filepath, 'lineno': o.code_lineno, 'function': o.code_function})
+           FILTER (WHERE o.code_filepath IS NOT NULL) AS code,
+       arg_max(o.detail, o."timestamp") AS detail
+FROM finding_occurrences o JOIN finding_patterns p ON p.finding_id = o.finding_id
+WHERE o.finding_id IN (SELECT id FROM th_ids)
+GROUP BY o.finding_id
+"""
+
+
+def delete_occurrences(cur, kinds: list[str]) -> None:
+    """Forget the occurrences of ``kinds`` in the traces of ``th_traces`` (before re-analysing them).
+
+    The ids of the findings they belonged to are remembered in ``th_touched`` for :func:`refresh`.
+    """
+    kinds_sql = ", ".join("'" + k.replace("'", "''") + "'" for k in kinds)
+    cur.execute(
+        f"""CREATE OR REPLACE TEMP TABLE th_touched AS
+            SELECT DISTINCT o.finding_id AS id FROM finding_occurrences o
+            JOIN finding_patterns p ON p.finding_id = o.finding_id
+            WHERE p.kind IN ({kinds_sql}) AND o.trace_id IN (SELECT trace_id FROM th_traces)"""
+    )
+    cur.execute(
+        f"""DELETE FROM finding_occurrences WHERE finding_id IN (SELECT id FROM th_touched)
+            AND trace_id IN (SELECT trace_id FROM th_traces)
+            AND finding_id IN (SELECT finding_id FROM finding_patterns WHERE kind IN ({kinds_sql}))"""
+    )
+
+
+def store_occurrences(cur) -> None:
+    """Write ``th_occ`` (and ``th_stats``) into ``finding_occurrences`` / ``finding_patterns``."""
+    cur.execute(STORE_SQL)
+    cur.execute(
+        """INSERT INTO finding_patterns
+           SELECT DISTINCT ON (fingerprint) left(fingerprint, 16), kind, service, endpoint, pattern, NULL,
+                  now()::TIMESTAMP
+           FROM th_occ2 ON CONFLICT DO NOTHING"""
+    )
+    cur.execute(
+        """INSERT INTO finding_patterns
+           SELECT left(sha256(concat_ws(chr(31), kind, service, endpoint, pattern)), 16), kind, service,
+                  endpoint, pattern, stats, now()::TIMESTAMP
+           FROM th_stats
+           ON CONFLICT (finding_id) DO UPDATE SET stats = excluded.stats, updated_at = excluded.updated_at"""
+    )
+    cur.execute(
+        """INSERT INTO finding_occurrences
+           (finding_id, trace_id, "timestamp", impact_ms, span_count, duration_ms, span_ids,
+            code_filepath, code_lineno, code_function, detail)
+           SELECT left(fingerprint, 16), trace_id, ts, impact_ms, span_count, duration_ms, span_ids,
+                  filepath, lineno, function, detail FROM th_occ2"""
+    )
+    cur.execute(
+        """INSERT INTO th_touched SELECT DISTINCT left(fingerprint, 16) FROM th_occ2
+           UNION SELECT left(sha256(concat_ws(chr(31), kind, service, endpoint, pattern)), 16) FROM th_stats"""
+    )
+
+
+def refresh(cur, cfg) -> list[str]:
+    """Recompute the ``findings`` rows of every id in ``th_touched`` from all their occurrences.
+
+    Findings left without occurrences are deleted (the problem is gone from the re-analysed window).
+    Returns the ids of the findings that exist after the refresh.
+    """
+    from tracehound.analyzer.detectors import DETECTORS
+
+    cur.execute("CREATE OR REPLACE TEMP TABLE th_ids AS SELECT DISTINCT id FROM th_touched")
+    rel = cur.execute(AGG_SQL)
+    names = [d[0] for d in rel.description]
+    rows = [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
+    out = []
+    for f in rows:
+        module = DETECTORS[f["kind"]]
+        f["detail"] = json.loads(f["detail"]) if f["detail"] else {}
+        f["stats"] = json.loads(f["stats"]) if f["stats"] else None
+        code = f["code"] or {}
+        f["where"] = _where(code)
+        d = module.describe(f, cfg.get(f["kind"], f["service"], f["endpoint"]))
+        examples = list(dict.fromkeys([*(f["recent"] or []), *(f["worst"] or [])[:2]]))
+        fp = _fingerprint(f)
+        out.append(
+            (
+                f["finding_id"],
+                fp,
+                f["kind"],
+                d["severity"],
+                f["service"],
+                f["endpoint"],
+                d["title"],
+                f["occurrences"],
+                f["first_seen"],
+                f["last_seen"],
+                round(f["impact_ms"] or 0.0, 3),
+                json.dumps(d["evidence"], default=str),
+                examples,
+                code.get("filepath"),
+                code.get("lineno"),
+                code.get("function"),
+                d["fix_hint"],
+            )
+        )
+    cur.execute("DELETE FROM findings WHERE id IN (SELECT id FROM th_ids)")
+    if out:
+        cur.executemany(
+            "INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
+            out,
+        )
+    return [r[0] for r in out]
+
+
+def _fingerprint(f: dict) -> str:
+    from tracehound.analyzer.normalize import fingerprint
+
+    return fingerprint(f["kind"], f["service"], f["endpoint"], f["pattern"])
+
+
+def _where(code: dict) -> str:
+    if not code.get("filepath"):
+        return ""
+    fn = f" in {code['function']}()" if code.get("function") else ""
+    return f" at {code['filepath']}:{code.get('lineno')}{fn}"
+
+
+def findings_as_dicts(cur, ids: list[str] | None = None) -> list[dict]:
+    """Findings rows as dicts (``evidence`` parsed, ``code_location`` grouped), by impact desc.
+
+    ``ids=None`` returns every finding.
+    """
+    where = ""
+    if ids is not None:
+        if not ids:
+            return []
+        cur.execute("CREATE OR REPLACE TEMP TABLE th_ret AS SELECT unnest(?::VARCHAR[]) AS id", [ids])
+        where = "WHERE id IN (SELECT id FROM th_ret)"
+    rel = cur.execute(f"SELECT * FROM findings {where} ORDER BY impact_ms DESC, id")
+    names = [d[0] for d in rel.description]
+    result = []
+    for row in rel.fetchall():
+        f = dict(zip(names, row, strict=True))
+        f["evidence"] = json.loads(f["evidence"]) if isinstance(f["evidence"], str) else f["evidence"]
+        f["code_location"] = {
+            "filepath": f["code_filepath"],
+            "lineno": f["code_lineno"],
+            "function": f["code_function"],
+        }
+        result.append(f)
+    return result
