@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .anyvalue import render_value
-from .schema import OTEL_TRACES_COLUMNS, TRACE_BOUNDS_INSERT
+from .schema import OTEL_TRACES_COLUMNS
 from .store import otel_traces_arrow_schema
 
 #: Attributes kept per attribute map; the rest are counted as dropped (OTel SDK default is 128).
@@ -82,15 +82,11 @@ def _select_list() -> str:
     return ", ".join(out)
 
 
-#: Inserts the registered views ``_th_spans``, ``_th_resources``, ``_th_scopes`` (see :func:`combine`);
-#: run it and :data:`INSERT_BOUNDS_SQL` in one transaction.
+#: Inserts the registered views ``_th_spans``, ``_th_resources``, ``_th_scopes`` (see :func:`combine`).
 INSERT_SQL = (
     f"INSERT INTO otel_traces SELECT {_select_list()} FROM _th_spans s "
     'JOIN _th_resources r ON s."_res" = r."_res" JOIN _th_scopes c ON s."_scope" = c."_scope"'
 )
-
-
-INSERT_BOUNDS_SQL = TRACE_BOUNDS_INSERT.format(source="_th_spans")
 
 
 @dataclass

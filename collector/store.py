@@ -14,7 +14,6 @@ from .schema import (
     STORE_COMPONENT,
     STORE_MIGRATIONS,
     STORE_SCHEMA_VERSION,
-    TRACE_BOUNDS_INSERT,
     check_and_migrate,
 )
 
@@ -98,31 +97,9 @@ def insert_span_rows(con, rows: Iterable[Mapping]) -> int:
         con.register("_tracehound_rows", arrow_spans)
         try:
             con.execute("INSERT INTO otel_traces SELECT * FROM _tracehound_rows")
-            con.execute(TRACE_BOUNDS_INSERT.format(source="_tracehound_rows"))
         finally:
             con.unregister("_tracehound_rows")
     return count
-
-
-def trace_time_bounds(con, trace_id: str):
-    """``(first_start, last_start)`` of a trace's spans as ``datetime``-like TIMESTAMP_NS values, or None.
-
-    Use them to make "all spans of one trace" a pruned read instead of a full scan::
-
-        bounds = trace_time_bounds(cur, trace_id)
-        sql = 'SELECT ... FROM otel_traces WHERE "TraceId" = $1'
-        if bounds:
-            sql += ' AND "Timestamp" BETWEEN $2 AND $3'
-        cur.execute(sql, [trace_id, *(bounds or ())])
-
-    Reads the indexed side table ``trace_bounds``. ``None`` means the trace is not there (or its
-    spans were inserted by something that bypassed the collector and :func:`insert_span_rows`):
-    fall back to the plain ``"TraceId" = ?`` filter.
-    """
-    row = con.execute(
-        'SELECT min("Start"), max("End") FROM trace_bounds WHERE "TraceId" = ?', [trace_id]
-    ).fetchone()
-    return None if row is None or row[0] is None else (row[0], row[1])
 
 
 def otel_traces_arrow_schema():
