@@ -191,6 +191,11 @@ def main() -> None:
         "--requests", type=int, default=300, help="requests of 512 spans per process (default 300)"
     )
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--with-analyzer",
+        action="store_true",
+        help="keep the analyzer worker running in tracehound serve (default: ingest only, like the baseline)",
+    )
     parser.add_argument("--keep", type=Path, help="keep the databases in this directory")
     args = parser.parse_args()
     print(
