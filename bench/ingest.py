@@ -127,6 +127,7 @@ def run(kind: str, workdir: Path, args) -> dict:
             str(port),
             "--otlp-grpc-port",
             str(_free_port()),
+            "--analyzer" if args.with_analyzer else "--no-analyzer",
         ]
     else:
         cmd = [sys.executable, str(ROOT / "bench" / "naive_server.py"), str(db), str(port)]
@@ -199,6 +200,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the databases in this directory")
     args = parser.parse_args()
     print(
+        f"tracehound serve {'with' if args.with_analyzer else 'without'} its analyzer worker; "
         f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
         f"{args.processes} load processes x {args.threads} connections x {args.requests} requests x {BATCH} spans"
     )
