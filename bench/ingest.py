@@ -169,12 +169,23 @@ def run(kind: str, workdir: Path, args) -> dict:
     acked = sum(o["acked"] for o in outs)
     seconds = max(o["ended"] for o in outs) - min(o["started"] for o in outs)
     size = sum(p.stat().st_size for p in workdir.glob(f"{kind}.duckdb*"))
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        used, free, block = con.execute(
+            "SELECT used_blocks, free_blocks, block_size FROM pragma_database_size() WHERE database_name = ?",
+            [db.stem],
+        ).fetchone()
     return {
         "spans": acked,
         "committed": committed,
         "seconds": seconds,
         "spans_per_s": acked / seconds,
         "bytes_per_span": size / max(acked, 1),
+        # free blocks are left by checkpoints that rewrote a partly filled row group; later
+        # checkpoints reuse them, so a long-running file tends to the used-block figure
+        "used_bytes_per_span": used * block / max(acked, 1),
+        "free_blocks": free,
         "rss_mb": rss,
         "refused": sum(o["refused"] for o in outs),
         "cpu_us_per_span": cpu / max(acked, 1) * 1e6,
@@ -214,7 +225,8 @@ def main() -> None:
             f = figures[kind] = run(kind, Path(tmp), args)
             print(
                 f"{kind:>10}: {f['spans_per_s']:>9,.0f} spans/s acked+committed ({f['spans']:,} spans in "
-                f"{f['seconds']:.1f} s, {f['committed']:,} committed) · {f['bytes_per_span']:.1f} bytes/span on disk · "
+                f"{f['seconds']:.1f} s, {f['committed']:,} committed) · {f['bytes_per_span']:.1f} bytes/span on disk "
+                f"({f['used_bytes_per_span']:.1f} in used blocks, {f['free_blocks']} free blocks) · "
                 f"peak RSS {f['rss_mb']:.0f} MB · {f['refused']} refused (503, retried) · "
                 f"server CPU {f['cpu_us_per_span']:.1f} µs/span · {f['wire_bytes_per_span']:.0f} wire bytes/span",
                 flush=True,
