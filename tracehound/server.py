@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -21,6 +22,10 @@ import sys
 from tracehound.settings import ServerSettings
 
 GRACE_S = 10.0
+#: DuckDB's buffer pool cap (its default is 80% of RAM, which a long-running server would
+#: eventually fill with cached blocks). Queries that need more spill to ``<db>.tmp``. Override with
+#: the environment variable ``TRACEHOUND_DUCKDB_MEMORY_LIMIT`` (e.g. ``1GB``).
+DUCKDB_MEMORY_LIMIT = "256MB"
 
 
 class StartupError(SystemExit):
@@ -56,7 +61,7 @@ def _open(settings: ServerSettings):
     from tracehound.collector.store import open_database
 
     try:
-        return open_database(settings.db)
+        con = open_database(settings.db)
     except SchemaTooNewError as exc:
         raise StartupError(f"{settings.db}: {exc}") from None
     except duckdb.IOException as exc:
@@ -66,6 +71,14 @@ def _open(settings: ServerSettings):
                 "stop it or choose another --db"
             ) from None
         raise StartupError(f"cannot open {settings.db}: {exc}") from None
+    limit = os.environ.get("TRACEHOUND_DUCKDB_MEMORY_LIMIT", DUCKDB_MEMORY_LIMIT)
+    try:
+        con.execute(f"SET memory_limit = '{limit}'")
+    except duckdb.Error as exc:
+        raise StartupError(
+            f"TRACEHOUND_DUCKDB_MEMORY_LIMIT={limit!r} is not a DuckDB memory size: {exc}"
+        ) from None
+    return con
 
 
 def _optional_api(con, settings: ServerSettings):
