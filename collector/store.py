@@ -14,9 +14,10 @@ from .schema import (
     STORE_COMPONENT,
     STORE_MIGRATIONS,
     STORE_SCHEMA_VERSION,
-    TRACE_BOUNDS_INSERT,
     check_and_migrate,
 )
+
+CHECKPOINT_THRESHOLD = "64MB"
 
 
 def open_database(path: str | os.PathLike, read_only: bool = False):
@@ -30,6 +31,10 @@ def open_database(path: str | os.PathLike, read_only: bool = False):
 
     con = duckdb.connect(str(path), read_only=read_only)
     if not read_only:
+        # Checkpoint (compress and write row groups) every 64 MB of WAL instead of DuckDB's 16 MB:
+        # measured on the ingest benchmark, fewer rewrites of the last row group cost less CPU per
+        # span and leave fewer free blocks in the file; a crash replays at most 64 MB of WAL.
+        con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         check_and_migrate(con, STORE_COMPONENT, STORE_SCHEMA_VERSION, STORE_MIGRATIONS)
         try:
             from tracehound.analyzer.schema import ensure_analyzer_schema
@@ -92,31 +97,9 @@ def insert_span_rows(con, rows: Iterable[Mapping]) -> int:
         con.register("_tracehound_rows", arrow_spans)
         try:
             con.execute("INSERT INTO otel_traces SELECT * FROM _tracehound_rows")
-            con.execute(TRACE_BOUNDS_INSERT.format(source="_tracehound_rows"))
         finally:
             con.unregister("_tracehound_rows")
     return count
-
-
-def trace_time_bounds(con, trace_id: str):
-    """``(first_start, last_start)`` of a trace's spans as ``datetime``-like TIMESTAMP_NS values, or None.
-
-    Use them to make "all spans of one trace" a pruned read instead of a full scan::
-
-        bounds = trace_time_bounds(cur, trace_id)
-        sql = 'SELECT ... FROM otel_traces WHERE "TraceId" = $1'
-        if bounds:
-            sql += ' AND "Timestamp" BETWEEN $2 AND $3'
-        cur.execute(sql, [trace_id, *(bounds or ())])
-
-    Reads the indexed side table ``trace_bounds``. ``None`` means the trace is not there (or its
-    spans were inserted by something that bypassed the collector and :func:`insert_span_rows`):
-    fall back to the plain ``"TraceId" = ?`` filter.
-    """
-    row = con.execute(
-        'SELECT min("Start"), max("End") FROM trace_bounds WHERE "TraceId" = ?', [trace_id]
-    ).fetchone()
-    return None if row is None or row[0] is None else (row[0], row[1])
 
 
 def otel_traces_arrow_schema():

@@ -21,7 +21,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from .decode import INSERT_BOUNDS_SQL, INSERT_SQL, DecodedBatch, combine
+from .decode import INSERT_SQL, DecodedBatch, combine
 
 
 @dataclass
@@ -141,14 +141,7 @@ class SpanWriter:
         cursor.register("_th_resources", resources)
         cursor.register("_th_scopes", scopes)
         try:
-            cursor.execute("BEGIN TRANSACTION")
-            try:
-                cursor.execute(INSERT_SQL)
-                cursor.execute(INSERT_BOUNDS_SQL)
-                cursor.execute("COMMIT")
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
+            cursor.execute(INSERT_SQL)  # one statement in autocommit mode: one commit
         finally:
             for name in ("_th_spans", "_th_resources", "_th_scopes"):
                 cursor.unregister(name)

@@ -3,7 +3,6 @@ backpressure (503 + Retry-After, gRPC UNAVAILABLE + RetryInfo), ingest token, st
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -225,8 +224,6 @@ def test_locked_database_exits_1_with_one_line(tmp_path):
 
 @pytest.mark.parametrize("flag", ["--otlp-http-port", "--otlp-grpc-port", "--port"])
 def test_taken_port_exits_1_naming_the_flag(tmp_path, flag):
-    if flag == "--port" and importlib.util.find_spec("tracehound.api.app") is None:
-        pytest.skip("tracehound.api.app is not in this build: --port is not opened")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -235,6 +232,30 @@ def test_taken_port_exits_1_naming_the_flag(tmp_path, flag):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and str(port) in lines[0], result.stderr
+
+
+def test_bad_duckdb_memory_limit_exits_1_with_one_line(tmp_path):
+    result = subprocess.run(
+        [
+            TRACEHOUND,
+            "serve",
+            "--db",
+            str(tmp_path / "m.duckdb"),
+            "--port",
+            str(free_port()),
+            "--otlp-http-port",
+            str(free_port()),
+            "--otlp-grpc-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "TRACEHOUND_DUCKDB_MEMORY_LIMIT": "banana"},
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "TRACEHOUND_DUCKDB_MEMORY_LIMIT='banana'" in lines[0]
 
 
 def test_newer_database_schema_is_refused_with_one_line(tmp_path):
