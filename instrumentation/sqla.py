@@ -11,7 +11,12 @@ Installed as class-level listeners on :class:`sqlalchemy.engine.Engine` and
 * ``do_orm_execute``: a relationship lazy load (``ORMExecuteState.lazy_loaded_from``) gets an
   execution option carrying ``tracehound.orm.lazy_load=True``,
   ``tracehound.orm.relationship="Book.author"`` and ``tracehound.orm.uselist``; it reaches the
-  statement's ExecutionContext, where the listener above copies it onto the span.
+  statement's ExecutionContext, where the listener above copies it onto the span. Only SELECTs
+  can be lazy loads: other statements (``session.execute(text("UPDATE ..."))``) are left alone.
+* Pool ``connect``: fires only when the pool opens a *new* DB-API connection. Upstream's
+  ``connect`` span (one per ``Engine.connect()``, i.e. per pool checkout) is then the current span
+  and gets ``tracehound.db.new_connection=true``; checkouts of pooled connections stay unmarked.
+  The analyzer's ``connection_churn`` counts the marked spans only.
 
 ``tracehound.db.params_hash`` is a keyed BLAKE2b (64 bit, hex) of the bound parameters' ``repr``
 with a per-process random salt (``TRACEHOUND_PARAMS_SALT`` fixes it). It is only meant to be
@@ -23,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from .config import params_salt
@@ -99,8 +105,17 @@ def relationship_of(orm_execute_state) -> tuple[str, bool] | None:
     return f"{parent.class_.__name__}.{key}", bool(getattr(prop, "uselist", False))
 
 
+def _pool_connect(_dbapi_connection, _connection_record):
+    span = trace.get_current_span()
+    if span.is_recording() and getattr(span, "name", None) == "connect":
+        span.set_attribute("tracehound.db.new_connection", True)
+
+
 def _do_orm_execute(orm_execute_state):
-    if orm_execute_state.lazy_loaded_from is None or not orm_execute_state.is_relationship_load:
+    # lazy_loaded_from raises InvalidRequestError for anything but a SELECT: test that first.
+    if not orm_execute_state.is_select or not orm_execute_state.is_relationship_load:
+        return None
+    if orm_execute_state.lazy_loaded_from is None:
         return None
     found = relationship_of(orm_execute_state)
     if found is None:
@@ -152,11 +167,13 @@ def install() -> bool:
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
         from sqlalchemy.orm import Session
+        from sqlalchemy.pool import Pool
     except ImportError:
         return False
     event.listen(Engine, "do_execute", _do_execute)
     event.listen(Engine, "do_executemany", _do_executemany)
     event.listen(Engine, "do_execute_no_params", _do_execute_no_params)
     event.listen(Session, "do_orm_execute", _do_orm_execute)
+    event.listen(Pool, "connect", _pool_connect)
     _installed = True
     return True

@@ -96,6 +96,9 @@ def test_sqlite_flask_run(tmp_path):
             assert len(get(f"http://127.0.0.1:{port}/books")) == 5
             get(f"http://127.0.0.1:{port}/books/3")
             assert get(f"http://127.0.0.1:{port}/raw") == [2, 3, 2]
+            assert get(f"http://127.0.0.1:{port}/rename/2") == {"renamed": 2}  # raw text() UPDATE: no 500
+            get(f"http://127.0.0.1:{port}/pooled")  # the pool already holds a connection
+            get(f"http://127.0.0.1:{port}/churn")  # a new engine, so a new connection
         assert proc.returncode in (0, -15), proc.output
         # upstream's "sqlalchemy only instruments ... nothing can be instrumented" is not shown
         assert "nothing can be instrumented" not in proc.output[1]
@@ -108,6 +111,20 @@ def test_sqlite_flask_run(tmp_path):
     hashes = [s["attrs"]["tracehound.db.params_hash"] for s in raw]
     assert hashes[0] == hashes[2] != hashes[1]
     assert all(code_location(s)[:2] == (str(SHOP), str(mark_line("raw"))) for s in raw)
+    _assert_new_connections_marked(spans)
+
+
+def _assert_new_connections_marked(spans):
+    """Only the connect span that opened a new DB-API connection carries the mark, at the app's line."""
+
+    def connects(route):
+        return [s for s in children_of(spans, server_span(spans, route)) if s["name"] == "connect"]
+
+    churn = connects("/churn")
+    assert churn and all(s["attrs"].get("tracehound.db.new_connection") == "true" for s in churn)
+    assert all(code_location(s)[:2] == (str(SHOP), str(mark_line("churn_connect"))) for s in churn)
+    pooled = connects("/pooled")
+    assert pooled and all("tracehound.db.new_connection" not in s["attrs"] for s in pooled)
 
 
 @pytest.mark.services

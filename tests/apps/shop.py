@@ -19,7 +19,7 @@ from flask import Flask, jsonify
 from flask_caching import Cache
 from flask_sqlalchemy import SQLAlchemy
 from opentelemetry import trace
-from sqlalchemy import ForeignKey, String, select
+from sqlalchemy import ForeignKey, String, create_engine, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -135,6 +135,28 @@ def register(app: Flask) -> None:
         first = requests.get(url, timeout=5)  # MARK:requests_get
         second = httpx.get(url, timeout=5)  # MARK:httpx_get
         return jsonify({"status": [first.status_code, second.status_code]})
+
+    @app.route("/rename/<int:book_id>")
+    def rename(book_id: int):
+        db.session.execute(  # MARK:raw_update
+            text(f"UPDATE {Book.__tablename__} SET title = title WHERE id = :id"), {"id": book_id}
+        )
+        db.session.commit()
+        return jsonify({"renamed": book_id})
+
+    @app.route("/churn")
+    def churn():
+        engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+        with engine.connect() as conn:  # MARK:churn_connect
+            n = conn.execute(select(Book.id).limit(1)).scalar()
+        engine.dispose()
+        return jsonify({"n": n})
+
+    @app.route("/pooled")
+    def pooled():
+        with db.engine.connect() as conn:  # MARK:pooled_connect
+            n = conn.execute(select(Book.id).limit(1)).scalar()
+        return jsonify({"n": n})
 
     @app.route("/pid")
     def pid():
