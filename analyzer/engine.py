@@ -96,7 +96,7 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
             cur.execute("DROP TABLE th_summary")
             cur.execute("ALTER TABLE th_summary_all RENAME TO th_summary")
     cur.execute("DROP TABLE IF EXISTS th_d")
-    cur.execute("DROP TABLE IF EXISTS th_excl")
+    cur.execute("DROP TABLE IF EXISTS th_cov")
 
 
 def to_ns(value) -> int | None:
