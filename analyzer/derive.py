@@ -126,12 +126,11 @@ _BASE_COLS = (
     '"ServiceName", "StatusCode", "SpanAttributes"'
 )
 
-_EXTRACT_SQL = f"""
-CREATE OR REPLACE TEMP TABLE th_stage AS
+_CTES = f"""
 WITH l1 AS (
     SELECT rowid AS rid, * EXCLUDE ("ResourceAttributes", "ScopeAttributes", "Events", "Links"),
            {", ".join(f"{v} AS {k}" for k, v in _CAT_ATTRS.items())}
-    FROM otel_traces WHERE rowid >= ? AND rowid < ?
+    FROM otel_traces WHERE {{where}}
 ), l2 AS (
     SELECT *, {CAT_SQL} AS cat FROM l1
 ), l3 AS (
@@ -140,10 +139,13 @@ WITH l1 AS (
     SELECT *, {", ".join(f"CASE WHEN a_fp IS NOT NULL THEN {v} END AS {k}" for k, v in _CODE_REST.items())},
            {RAW_SQL} AS raw FROM l3
 )
+"""
+
+#: One fact row per span (no raw strings: those are fetched only for spans with a NEW key or code).
+_FACTS_SELECT = f"""
 SELECT rid, hash("TraceId") AS trace_h, {_hex_id("SpanId")} AS sid, {_hex_id("ParentSpanId")} AS pid,
-       epoch_ns("Timestamp") AS start_ns, "Duration" AS dur_ns, cat, raw, hash(cat, raw) AS key_h,
+       epoch_ns("Timestamp") AS start_ns, "Duration" AS dur_ns, cat, hash(cat, raw) AS key_h,
        CASE WHEN a_params IS NOT NULL THEN hash(a_params) END AS params_h,
-       a_fp, a_ln, a_fn,
        CASE WHEN a_fp IS NOT NULL THEN hash(a_fp, a_ln, a_fn) END AS code_h,
        CASE a_cache_hit WHEN 'true' THEN true WHEN 'false' THEN false END AS cache_hit,
        a_orm_rel AS orm_rel, a_orm_uselist = 'true' AS orm_uselist, "StatusCode" = 'Error' AS is_error,
@@ -197,24 +199,49 @@ def refresh_facts(cur) -> int:
         hi = min(mark + CHUNK_ROWS, top)
         cur.execute("BEGIN TRANSACTION")
         try:
-            cur.execute(_EXTRACT_SQL, [mark, hi])
-            _add_keys(cur)
-            cur.execute(f"INSERT INTO span_facts SELECT {_FACT_COLS} FROM th_stage")
-            added += cur.execute("SELECT count(*) FROM th_stage").fetchall()[0][0]
+            added += cur.execute(
+                f"INSERT INTO span_facts ({_FACT_COLS}) "
+                + _CTES.format(where=f"rowid >= {int(mark)} AND rowid < {int(hi)}")
+                + _FACTS_SELECT
+            ).fetchall()[0][0]
+            _add_keys(cur, mark, hi)
             cur.execute("INSERT OR REPLACE INTO analyzer_state VALUES ('facts_rowid', ?)", [str(hi)])
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         mark = hi
-    cur.execute("DROP TABLE IF EXISTS th_stage")
     return added
 
 
-def _add_keys(cur) -> None:
-    """Normalise the staged chunk's new distinct operations in Python; record new code locations."""
+def _add_keys(cur, lo: int, hi: int) -> None:
+    """Normalise the chunk's NEW distinct operations in Python and record its new code locations.
+
+    Only one span per new key / code location is read again from ``otel_traces`` (by rowid), so
+    the raw strings of the millions of spans with known operations are never materialised.
+    """
     import pyarrow as pa
 
+    cur.execute(
+        """CREATE OR REPLACE TEMP TABLE th_new_rids AS
+           SELECT min(rid) AS rid FROM span_facts f
+           WHERE rid >= ? AND rid < ? AND NOT EXISTS (SELECT 1 FROM span_keys k WHERE k.key_h = f.key_h)
+           GROUP BY key_h
+           UNION
+           SELECT min(rid) FROM span_facts f
+           WHERE rid >= ? AND rid < ? AND code_h IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM span_code c WHERE c.code_h = f.code_h)
+           GROUP BY code_h""",
+        [lo, hi, lo, hi],
+    )
+    if not cur.execute("SELECT count(*) FROM th_new_rids").fetchall()[0][0]:
+        return
+    cur.execute(
+        "CREATE OR REPLACE TEMP TABLE th_stage AS "
+        + _CTES.format(where="rowid IN (SELECT rid FROM th_new_rids)")
+        + """SELECT hash(cat, raw) AS key_h, cat, raw, a_fp, a_ln, a_fn,
+                    CASE WHEN a_fp IS NOT NULL THEN hash(a_fp, a_ln, a_fn) END AS code_h FROM l4"""
+    )
     rows = cur.execute(
         """SELECT DISTINCT s.key_h, s.cat, s.raw FROM th_stage s
            WHERE NOT EXISTS (SELECT 1 FROM span_keys k WHERE k.key_h = s.key_h)"""
@@ -263,3 +290,4 @@ def _add_keys(cur) -> None:
            SELECT DISTINCT ON (code_h) code_h, a_fp, a_ln, a_fn FROM th_stage s
            WHERE code_h IS NOT NULL AND NOT EXISTS (SELECT 1 FROM span_code c WHERE c.code_h = s.code_h)"""
     )
+    cur.execute("DROP TABLE th_stage")
