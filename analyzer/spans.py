@@ -1,27 +1,26 @@
-"""Selecting traces, classifying their spans, and normalising each distinct operation once.
+"""Selecting traces and loading their spans' facts for one analysis pass.
 
-Builds connection-local TEMP tables that every detector reads (run on one cursor):
+Builds connection-local TEMP tables that every detector reads (run on one cursor), all from the
+span facts of :mod:`tracehound.analyzer.derive` (never from ``SpanAttributes``):
 
-``th_traces``  one row per analysed trace: ``tix`` (a small int id), ``trace_id``, ``service``,
-               ``endpoint`` (``http.route`` of the root server span, ``''`` without one),
+``th_traces``  one row per analysed trace: ``tix`` (the 64-bit hash of the trace id), ``trace_id``,
+               ``service``, ``endpoint`` (``http.route`` of the root server span, ``''`` without one),
                ``http_method``, ``http_status_code``, ``start_ns``, ``ts``, ``duration_ns``, ``is_error``,
                ``root_sid``. The root is the earliest ``Server`` span of the trace.
 ``th_spans``   one narrow row per span of those traces: ``tix``, ``sid``/``pid`` (span / parent id as
                UBIGINT, 0 = no parent), ``pk``/``ppk`` (one-column keys of (trace, span) and
-               (trace, parent): fast joins and partitions), ``start_ns``, ``end_ns``, ``dur_ns``, ``cat``, ``key_h``
-               (hash of the raw operation), ``params_h``, ``code_h``, ``cache_hit``, ORM lazy-load info.
-``th_keys``    one row per distinct raw operation: its normalised form (``norm``), ``op_h`` (hash of
-               the normalised form: spans with equal ``op_h`` do the same thing), and flags.
-``th_code``    one row per distinct code location (``code_h`` -> filepath, lineno, function).
+               (trace, parent): fast joins and partitions), ``start_ns``, ``end_ns``, ``dur_ns``, ``cat``,
+               ``key_h`` (hash of the raw operation), ``params_h``, ``code_h``, ``cache_hit``, ORM
+               lazy-load info. A table (per-trace phase) or a view (windowed phase).
+``th_keys``    view of ``span_keys``: per distinct raw operation its normalised form (``norm``),
+               ``op_h`` (hash of the normalised form: spans with equal ``op_h`` do the same thing), flags.
+``th_code``    view of ``span_code`` (``code_h`` -> filepath, lineno, function).
 
-Classification (``cat``) from the attribute contract, first match wins:
+Classification (``cat``, :data:`tracehound.analyzer.derive.CAT_SQL`), first match wins:
 ``connect`` (span named ``connect``: a new DB connection), ``cache`` (``cache.operation``, a ``cache.*``
 name, or ``db.system`` redis/memcached: like Sentry, redis is never an N+1 *DB* query), ``db``
 (``db.system``/``db.system.name``/``db.statement``/``db.query.text``), ``http`` (CLIENT span with
 ``http.request.method``/``http.method``), ``template`` (``jinja2.*``), ``server`` (SERVER span), ``other``.
-
-Raw strings never enter ``th_spans`` (10 M statements would not fit in 2 GB): they are scanned once
-for their DISTINCT values, normalised in Python, and referenced by hash.
 """
 
 from __future__ import annotations
