@@ -86,14 +86,20 @@ def select_traces(
     return cur.execute("SELECT count(*) FROM th_traces").fetchall()[0][0]
 
 
-def load_spans(cur, min_rowid: int | None = None, view: bool = False) -> int | None:
+def load_spans(cur, min_rowid: int | None = None, view: bool = False, tix_range=None) -> int | None:
     """Create ``th_spans`` (the facts of the spans of the traces in ``th_traces``) and the views
     ``th_keys`` / ``th_code`` over the persistent dictionaries.
 
     ``view=True`` makes ``th_spans`` a view (nothing materialised; for the windowed detectors, which
     read a few columns of many spans) and returns None; otherwise returns the span count.
+    ``tix_range`` ``(lo, hi)``: only traces whose key is in that inclusive range (a cheap filter
+    applied before the semi join; the chunked per-trace phase passes its chunk's range).
     """
     rowid_filter = f"AND f.rid >= {int(min_rowid)}" if min_rowid is not None else ""
+    if tix_range is not None:
+        rowid_filter += (
+            f" AND f.trace_h BETWEEN {int(tix_range[0])}::UBIGINT AND {int(tix_range[1])}::UBIGINT"
+        )
     cur.execute("CREATE OR REPLACE TEMP VIEW th_keys AS SELECT * FROM span_keys")
     cur.execute("CREATE OR REPLACE TEMP VIEW th_code AS SELECT * FROM span_code")
     kind = cur.execute(
