@@ -1,19 +1,32 @@
-"""The weekly report: data and rendering (HTML, Markdown, JSON).
+"""The weekly report: data (:func:`weekly_report`) and rendering (:func:`render_report`).
 
 Interface shared by ``tracehound report``, ``/reports/weekly`` and ``/api/reports/weekly``:
 
-* :func:`weekly_report` builds a JSON-ready dict for one ISO week from the analyzer's tables.
-* :func:`render_report` turns that dict into ``html`` (self-contained, inline SVG charts, no network
-  references), ``md`` or ``json`` text.
+* :func:`weekly_report` builds a JSON-ready dict for one ISO week from the analyzer's tables
+  (``trace_summaries``, ``findings``, ``finding_occurrences``).
+* :func:`render_report` turns that dict into ``html`` (self-contained: inline CSS, inline SVG charts
+  from pygal with ``js=[]``, no network reference), ``md`` or ``json`` text.
 
-This first version carries only the headline numbers; the full report (new/open/resolved/regressed
-findings, trend charts) replaces its internals without changing the signatures.
+Finding status, comparing the report week W with the week before (W-1), from occurrence timestamps:
+
+* ``new``: seen in W, never before W.
+* ``open``: seen in W and in W-1 (still open).
+* ``regressed``: seen in W, not in W-1, but seen before W-1 (it came back).
+* ``resolved``: seen in W-1, not in W.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+
+from .report_render import render_html, render_markdown
+
+#: Routes shown in the per-route tables and charts (most requested first).
+TOP_ROUTES = 5
+#: Findings listed under "top findings by impact".
+TOP_FINDINGS = 10
+STATUSES = ("new", "regressed", "open", "resolved")
 
 
 class BadWeekError(ValueError):
@@ -39,49 +52,183 @@ def parse_week(week: str | None, today: dt.date | None = None) -> tuple[str, dt.
     return f"{year}-W{number:02d}", start, start + dt.timedelta(days=7)
 
 
-def weekly_report(con, week: str | None = None) -> dict:
-    """Build the report for ISO ``week`` (``None``: this week) from ``trace_summaries``/``findings``.
+def _iso(value: dt.datetime) -> str:
+    return value.isoformat() + "Z"
 
-    Returns ``{"week", "start", "end", "headline": {"requests", "error_rate", "p95_ms_by_route"}}``
-    (times ISO 8601, ``error_rate`` a fraction 0..1). Raises :class:`BadWeekError`.
-    """
-    label, start, end = parse_week(week)
-    requests, errors = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE is_error) FROM trace_summaries "
-        "WHERE start >= ? AND start < ?",
+
+def _week_label(start: dt.datetime) -> str:
+    year, number, _ = start.date().isocalendar()
+    return f"{year}-W{number:02d}"
+
+
+def _headline(con, start, end) -> dict:
+    requests, errors, p95 = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE is_error), quantile_cont(duration_ns, 0.95) / 1e6 "
+        "FROM trace_summaries WHERE start >= ? AND start < ?",
         [start, end],
     ).fetchone()
-    routes = con.execute(
-        "SELECT service, endpoint, quantile_cont(duration_ns, 0.95) / 1e6 AS p95_ms, count(*) AS n "
-        "FROM trace_summaries WHERE start >= ? AND start < ? "
-        "GROUP BY ALL ORDER BY n DESC LIMIT 5",
-        [start, end],
+    return {
+        "requests": requests,
+        "errors": errors,
+        "error_rate": (errors / requests) if requests else 0.0,
+        "p95_ms": round(p95, 2) if p95 is not None else None,
+    }
+
+
+def _routes(con, start, end, prev_start) -> list[dict]:
+    rows = con.execute(
+        """
+        SELECT service, endpoint, count(*) AS n,
+               quantile_cont(duration_ns, 0.95) / 1e6 AS p95_ms,
+               count(*) FILTER (WHERE is_error) / count(*) AS error_rate,
+               avg(db_ns) / 1e6, avg(cache_ns) / 1e6, avg(http_ns) / 1e6, avg(template_ns) / 1e6,
+               avg(self_ns) / 1e6, avg(duration_ns) / 1e6
+        FROM trace_summaries WHERE start >= ? AND start < ?
+        GROUP BY service, endpoint ORDER BY n DESC, endpoint LIMIT ?
+        """,
+        [start, end, TOP_ROUTES],
     ).fetchall()
+    routes = []
+    for service, endpoint, n, p95, err, db_ms, cache_ms, http_ms, tpl_ms, self_ms, mean_ms in rows:
+        prev = con.execute(
+            "SELECT quantile_cont(duration_ns, 0.95) / 1e6 FROM trace_summaries "
+            "WHERE service = ? AND endpoint = ? AND start >= ? AND start < ?",
+            [service, endpoint, prev_start, start],
+        ).fetchone()[0]
+        days = con.execute(
+            "SELECT CAST(date_trunc('day', start) AS DATE) AS day, quantile_cont(duration_ns, 0.95) / 1e6 "
+            "FROM trace_summaries WHERE service = ? AND endpoint = ? AND start >= ? AND start < ? "
+            "GROUP BY day ORDER BY day",
+            [service, endpoint, prev_start, end],
+        ).fetchall()
+        routes.append(
+            {
+                "service": service,
+                "endpoint": endpoint,
+                "requests": n,
+                "p95_ms": round(p95, 2),
+                "previous_p95_ms": round(prev, 2) if prev is not None else None,
+                "error_rate": err,
+                "mean_ms": round(mean_ms, 2),
+                "breakdown_ms": {
+                    "db": round(db_ms, 2),
+                    "cache": round(cache_ms, 2),
+                    "http": round(http_ms, 2),
+                    "template": round(tpl_ms, 2),
+                    "self": round(self_ms, 2),
+                },
+                "daily_p95_ms": {day.isoformat(): round(v, 2) for day, v in days},
+            }
+        )
+    return routes
+
+
+def _status(n_now: int, n_prev: int, n_older: int) -> str:
+    """new / open / regressed / resolved from occurrence counts (see the module docstring)."""
+    if not n_now:
+        return "resolved"
+    if n_prev:
+        return "open"
+    return "regressed" if n_older else "new"
+
+
+def _findings(con, start, end, prev_start) -> list[dict]:
+    rows = con.execute(
+        """
+        WITH occ AS (
+            SELECT finding_id,
+                   count(*) FILTER (WHERE "timestamp" >= $start) AS n_now,
+                   coalesce(sum(impact_ms) FILTER (WHERE "timestamp" >= $start), 0) AS impact_now,
+                   count(*) FILTER (WHERE "timestamp" >= $prev AND "timestamp" < $start) AS n_prev,
+                   coalesce(sum(impact_ms) FILTER (WHERE "timestamp" >= $prev AND "timestamp" < $start), 0)
+                       AS impact_prev,
+                   count(*) FILTER (WHERE "timestamp" < $prev) AS n_older
+            FROM finding_occurrences WHERE "timestamp" < $end
+            GROUP BY finding_id
+        )
+        SELECT f.id, f.kind, f.severity, f.service, f.endpoint, f.title, f.code_filepath, f.code_lineno,
+               f.code_function, f.fix_hint, f.example_trace_ids, o.n_now, o.impact_now, o.n_prev,
+               o.impact_prev, o.n_older
+        FROM findings f JOIN occ o ON o.finding_id = f.id
+        WHERE o.n_now > 0 OR o.n_prev > 0
+        ORDER BY o.impact_now DESC, o.impact_prev DESC, f.id
+        """,
+        {"start": start, "end": end, "prev": prev_start},
+    ).fetchall()
+    findings = []
+    for (fid, kind, severity, service, endpoint, title, path, line, func, fix, traces, n_now, impact_now,
+         n_prev, impact_prev, n_older) in rows:  # fmt: skip
+        status = _status(n_now, n_prev, n_older)
+        findings.append(
+            {
+                "id": fid,
+                "status": status,
+                "kind": kind,
+                "severity": severity,
+                "service": service,
+                "endpoint": endpoint,
+                "title": title,
+                "occurrences": n_now,
+                "impact_ms": round(impact_now, 2),
+                "previous_occurrences": n_prev,
+                "previous_impact_ms": round(impact_prev, 2),
+                "code_location": {"filepath": path, "lineno": line, "function": func} if path else None,
+                "fix_hint": fix,
+                "example_trace_id": traces[0] if traces else None,
+            }
+        )
+    return findings
+
+
+def weekly_report(con, week: str | None = None) -> dict:
+    """Build the report for ISO ``week`` (``None``: this week). Raises :class:`BadWeekError`.
+
+    ``con`` is a DuckDB connection (or cursor) on a tracehound database. Returns::
+
+        {"week": "2026-W47", "start": ISO, "end": ISO, "previous_week": "2026-W46",
+         "headline": {"requests", "errors", "error_rate" (0..1), "p95_ms",
+                      "previous": {same keys for the week before},
+                      "p95_ms_by_route": [{"service", "endpoint", "p95_ms", "requests"}]},
+         "routes": [{"service", "endpoint", "requests", "p95_ms", "previous_p95_ms", "error_rate",
+                     "mean_ms", "breakdown_ms": {"db", "cache", "http", "template", "self"} (mean ms
+                     per request, exclusive time), "daily_p95_ms": {"YYYY-MM-DD": ms}}],  # top 5
+         "findings": {"new": [...], "open": [...], "regressed": [...], "resolved": [...]},
+         "counts": {"new": n, "open": n, "regressed": n, "resolved": n},
+         "top_findings": [...]}  # up to 10 of new/open/regressed by this week's impact_ms
+
+    Each finding: ``id, status, kind, severity, service, endpoint, title, occurrences, impact_ms``
+    (this week), ``previous_occurrences, previous_impact_ms``, ``code_location`` ({filepath, lineno,
+    function} or None), ``fix_hint``, ``example_trace_id``. ``daily_p95_ms`` covers both weeks.
+    """
+    label, start, end = parse_week(week)
+    prev_start = start - dt.timedelta(days=7)
+    routes = _routes(con, start, end, prev_start)
+    findings = _findings(con, start, end, prev_start)
+    grouped = {status: [f for f in findings if f["status"] == status] for status in STATUSES}
+    headline = _headline(con, start, end)
+    headline["previous"] = _headline(con, prev_start, start)
+    headline["p95_ms_by_route"] = [
+        {k: r[k] for k in ("service", "endpoint", "p95_ms", "requests")} for r in routes
+    ]
     return {
         "week": label,
-        "start": start.isoformat() + "Z",
-        "end": end.isoformat() + "Z",
-        "headline": {
-            "requests": requests,
-            "error_rate": (errors / requests) if requests else 0.0,
-            "p95_ms_by_route": [
-                {"service": s, "endpoint": e, "p95_ms": round(p, 2), "requests": n} for s, e, p, n in routes
-            ],
-        },
+        "start": _iso(start),
+        "end": _iso(end),
+        "previous_week": _week_label(prev_start),
+        "headline": headline,
+        "routes": routes,
+        "findings": grouped,
+        "counts": {status: len(items) for status, items in grouped.items()},
+        "top_findings": [f for f in findings if f["status"] != "resolved"][:TOP_FINDINGS],
     }
 
 
 def render_report(report: dict, fmt: str) -> str:
     """Render a :func:`weekly_report` dict as ``'html'``, ``'md'`` or ``'json'``; ``ValueError`` otherwise."""
     if fmt == "json":
-        return json.dumps(report, indent=2)
-    head = report["headline"]
-    lines = [f"# tracehound weekly report {report['week']}", "", f"Requests: {head['requests']}"]
+        return json.dumps(report, indent=2, default=str)
     if fmt == "md":
-        return "\n".join(lines) + "\n"
+        return render_markdown(report)
     if fmt == "html":
-        from html import escape
-
-        body = "".join(f"<p>{escape(line.lstrip('# '))}</p>" for line in lines if line)
-        return f"<!doctype html><html><head><meta charset='utf-8'></head><body>{body}</body></html>"
+        return render_html(report)
     raise ValueError(f"format must be html, md or json, not {fmt!r}")

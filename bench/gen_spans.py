@@ -20,13 +20,15 @@ The output is deterministic for a given ``--seed``, ``--spans`` and ``--end``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gen_routes import PLANTED, SERVICES, build_routes  # noqa: E402
+from gen_model import SERVICES  # noqa: E402
+from gen_routes import PLANTED, build_routes  # noqa: E402
 
 NS_PER_MS = 1_000_000
 NS_PER_DAY = 86_400 * 1_000_000_000
@@ -212,15 +214,16 @@ def generate(
     """Generate about ``spans`` spans into ``db`` (a path or an open DuckDB connection).
 
     Traces are spread over ``days`` days ending at ``end_ns`` (ns since the epoch, default now).
-    Returns ``{"spans": int, "traces": int, "seconds": float}``. The table ``otel_traces`` is created
-    with :func:`tracehound.collector.store.open_database` when ``db`` is a path; existing rows stay.
+    Returns ``{"spans": int, "traces": int, "seconds": float, "cpu_seconds": float}`` (wall and CPU
+    time). The table ``otel_traces`` is created with
+    :func:`tracehound.collector.store.open_database` when ``db`` is a path; existing rows stay.
     Raises ``ValueError`` for ``spans < 1`` or ``days <= 0``.
     """
     from tracehound.collector.store import open_database
 
     if spans < 1 or days <= 0:
         raise ValueError("--spans must be >= 1 and --days > 0")
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), _cpu_s()
     con = open_database(db) if isinstance(db, str | Path) else db
     routes = build_routes()
     n_traces = max(1, round(spans / avg_spans_per_trace(routes)))
@@ -251,7 +254,20 @@ def generate(
     con.execute("CHECKPOINT")
     if con is not db:
         con.close()
-    return {"spans": after - before, "traces": n_traces, "seconds": time.perf_counter() - t_start}
+    return {
+        "spans": after - before,
+        "traces": n_traces,
+        "seconds": time.perf_counter() - t_start,
+        "cpu_seconds": _cpu_s() - cpu_start,
+    }
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process, all DuckDB threads included."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def main(argv=None) -> int:
@@ -285,7 +301,8 @@ def main(argv=None) -> int:
     rate = result["spans"] / result["seconds"]
     print(
         f"generated {result['spans']:,} spans in {result['traces']:,} traces over {args.days:g} days "
-        f"into {args.db} in {result['seconds']:.1f} s ({rate:,.0f} spans/s)"
+        f"into {args.db} in {result['seconds']:.1f} s ({rate:,.0f} spans/s; CPU {result['cpu_seconds']:.1f} s, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
     )
     print(f"file size {args.db.stat().st_size / 1e9:.2f} GB; planted problems:")
     for kind, service, endpoint in PLANTED:

@@ -10,6 +10,15 @@ from tracehound.settings import listener_options, server_options
 @click.command()
 @listener_options
 @server_options
+@click.option(
+    "--analyzer/--no-analyzer",
+    "analyze",
+    envvar="TRACEHOUND_ANALYZER",
+    show_envvar=True,
+    default=True,
+    show_default=True,
+    help="Run the analyzer worker in this process (off: ingest and API only, e.g. for bench/ingest.py).",
+)
 def serve(**options) -> None:
     """Run the OTLP collector, the analyzer and the web UI on one DuckDB file.
 

@@ -9,7 +9,7 @@ three tables (spans, resources, scopes) and the writer joins them in SQL while i
 
 Values are rendered like pdata's ``Value.AsString()`` (:mod:`tracehound.collector.anyvalue`).
 
-Limits (also in the README, section "Collector"):
+Limits (see :mod:`tracehound.collector.attributes`; also in the README, section "Collector"):
 
 * :data:`MAX_ATTRIBUTES` per attribute map (span, resource, scope, event, link): the first
   ``MAX_ATTRIBUTES`` are kept and the rest added to that map's ``DroppedAttributesCount`` (the rule
@@ -34,15 +34,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .anyvalue import render_value
+from .attributes import MAX_ATTRIBUTES, MapBuilder, Problems
 from .schema import OTEL_TRACES_COLUMNS
 from .store import otel_traces_arrow_schema
-
-#: Attributes kept per attribute map; the rest are counted as dropped (OTel SDK default is 128).
-MAX_ATTRIBUTES = 1024
-#: Longest attribute value kept, in characters of its text rendering (64 Ki characters).
-MAX_VALUE_CHARS = 65536
-#: How many individual problems are spelled out in ``partial_success.error_message``.
-MAX_MESSAGES = 5
 
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES = ("Unset", "Ok", "Error")
@@ -118,85 +112,6 @@ class DecodedBatch:
         return text
 
 
-class _Problems:
-    __slots__ = ("rejected", "messages", "more")
-
-    def __init__(self):
-        self.rejected = 0
-        self.messages: list[str] = []
-        self.more = 0
-
-    def add(self, message: str) -> None:
-        if len(self.messages) < MAX_MESSAGES:
-            self.messages.append(message)
-        else:
-            self.more += 1
-
-
-def _describe(where: tuple) -> str:
-    label, owner = where
-    return f"{label} {(owner if isinstance(owner, str) else owner.name)!r}"
-
-
-class _MapBuilder:
-    """Flat keys / values / offsets for one MAP(VARCHAR, VARCHAR) column."""
-
-    __slots__ = ("keys", "values", "offsets", "dropped", "owners")
-
-    def __init__(self):
-        self.keys: list[str] = []
-        self.values: list[str] = []
-        self.offsets: list[int] = [0]
-        self.dropped: list[int] = []  # attributes dropped per map (limit, duplicate keys)
-        self.owners: list[str] = []  # what each map belongs to, for messages (filled lazily)
-
-    def add(self, kvs, problems: _Problems, where: tuple) -> None:
-        """Append one map from a repeated ``KeyValue`` field; ``where`` is ``(label, owner)``."""
-        keys = [kv.key for kv in kvs]
-        n = len(keys)
-        if n > MAX_ATTRIBUTES or len(set(keys)) != n:
-            self._add_slow(kvs, problems, where)
-            return
-        self.keys += keys
-        self.values += [kv.value.string_value or render_value(kv.value) for kv in kvs]
-        self.offsets.append(len(self.keys))
-        self.dropped.append(0)
-
-    def _add_slow(self, kvs, problems: _Problems, where) -> None:
-        seen: dict[str, str] = {}
-        for kv in kvs:
-            if kv.key not in seen and len(seen) < MAX_ATTRIBUTES:
-                seen[kv.key] = render_value(kv.value)
-        dropped = len(kvs) - len(seen)
-        if len(kvs) > MAX_ATTRIBUTES:
-            problems.add(
-                f"{_describe(where)}: kept {len(seen)} of {len(kvs)} attributes (limit {MAX_ATTRIBUTES})"
-            )
-        else:
-            problems.add(f"{_describe(where)}: {dropped} repeated attribute keys dropped (first value kept)")
-        self.keys += seen.keys()
-        self.values += seen.values()
-        self.offsets.append(len(self.keys))
-        self.dropped.append(dropped)
-
-    def array(self, problems: _Problems, what: str) -> pa.MapArray:
-        """The Arrow map column; cuts values over :data:`MAX_VALUE_CHARS` (with a message)."""
-        values = pa.array(self.values, _STR)
-        if len(values):
-            lengths = pc.utf8_length(values)
-            if pc.max(lengths).as_py() > MAX_VALUE_CHARS:
-                long = pc.greater(lengths, MAX_VALUE_CHARS)
-                for i in pc.indices_nonzero(long).to_pylist():
-                    problems.add(
-                        f"{what}: attribute {self.keys[i]!r} value of {lengths[i].as_py()} chars "
-                        f"cut to {MAX_VALUE_CHARS} (limit)"
-                    )
-                values = pc.if_else(long, pc.utf8_slice_codeunits(values, 0, MAX_VALUE_CHARS), values)
-        return pa.MapArray.from_arrays(
-            pa.array(self.offsets, _I32), pa.array(self.keys, _STR), values, type=_MAP
-        )
-
-
 def _events_and_links(span, events, links, problems, ev, ln) -> None:
     """Append one span's events and links to the flat event / link columns."""
     ev_ts, ev_name, ev_dropped, ev_attrs = ev
@@ -231,15 +146,15 @@ def decode_request(request) -> DecodedBatch:
 
     Never raises for content problems: unstorable spans are counted and explained instead.
     """
-    problems = _Problems()
-    res_attrs, scope_attrs, span_attrs = _MapBuilder(), _MapBuilder(), _MapBuilder()
+    problems = Problems()
+    res_attrs, scope_attrs, span_attrs = MapBuilder(), MapBuilder(), MapBuilder()
     res_service, res_schema, res_dropped = [], [], []
     sc_name, sc_version, sc_schema, sc_dropped = [], [], [], []
     res_idx, sc_idx = [], []
     ts, end, tid, sid, pid, tstate, names, kinds = [], [], [], [], [], [], [], []
     st_code, st_msg, flags, d_attrs, d_events, d_links = [], [], [], [], [], []
-    ev_offsets, ev = [0], ([], [], [], _MapBuilder())
-    ln_offsets, ln = [0], ([], [], [], [], [], _MapBuilder())
+    ev_offsets, ev = [0], ([], [], [], MapBuilder())
+    ln_offsets, ln = [0], ([], [], [], [], [], MapBuilder())
     ts_append, end_append, tid_append, sid_append = ts.append, end.append, tid.append, sid.append
     pid_append, tstate_append, names_append, kinds_append = (
         pid.append,
@@ -433,10 +348,11 @@ def combine(batches: list[DecodedBatch]) -> tuple[pa.Table, pa.Table, pa.Table]:
     for b in batches:
         sp = b.spans
         if r_off or s_off:
-            sp = sp.set_column(sp.schema.get_field_index("_res"), "_res", pc.add(sp["_res"], r_off))
-            sp = sp.set_column(sp.schema.get_field_index("_scope"), "_scope", pc.add(sp["_scope"], s_off))
-            res = b.resources.set_column(0, "_res", pc.add(b.resources["_res"], r_off))
-            sc = b.scopes.set_column(0, "_scope", pc.add(b.scopes["_scope"], s_off))
+            r, s = pa.scalar(r_off, _I32), pa.scalar(s_off, _I32)
+            sp = sp.set_column(sp.schema.get_field_index("_res"), "_res", pc.add(sp["_res"], r))
+            sp = sp.set_column(sp.schema.get_field_index("_scope"), "_scope", pc.add(sp["_scope"], s))
+            res = b.resources.set_column(0, "_res", pc.add(b.resources["_res"], r))
+            sc = b.scopes.set_column(0, "_scope", pc.add(b.scopes["_scope"], s))
         else:
             res, sc = b.resources, b.scopes
         spans.append(sp)

@@ -111,13 +111,24 @@ def create_otlp_http_app(
     expected_auth = f"Bearer {ingest_token}".encode() if ingest_token else None
 
     async def export(request: Request) -> Response:
+        """``POST /v1/traces``: an OTLP ``ExportTraceServiceRequest`` (protobuf or JSON, maybe gzip).
+
+        200 with ``ExportTraceServiceResponse`` once the spans are committed (``partial_success``
+        for unstorable spans and warnings); 400/401/413/415/503 as in the module docstring.
+        """
         stats.requests += 1
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         media = JSON if content_type == JSON else PROTOBUF
         if expected_auth is not None:
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected_auth):
-                return _status_response(401, _UNAUTHENTICATED, "missing or wrong bearer token", media)
+                return _status_response(
+                    401,
+                    _UNAUTHENTICATED,
+                    "missing or wrong bearer token",
+                    media,
+                    {"WWW-Authenticate": "Bearer"},
+                )
         if content_type not in (PROTOBUF, JSON):
             stats.requests_bad += 1
             return _status_response(
@@ -183,9 +194,11 @@ def create_otlp_http_app(
         return _export_response(decoded, media)
 
     async def healthz(request: Request) -> Response:
+        """``GET /healthz``: ``ok`` while the receiver runs (no token needed)."""
         return PlainTextResponse("ok\n")
 
     async def status(request: Request) -> Response:
+        """``GET /v1/status``: the :class:`~.writer.IngestStats` counters plus ``queue_spans``."""
         return JSONResponse({**stats.as_dict(), "queue_spans": writer.pending_spans})
 
     return Starlette(

@@ -17,6 +17,13 @@ analyzer's SQL also runs on ClickHouse tables that the Collector wrote:
 tracehound adds OTLP fields the ClickHouse table drops so every field round-trips: span ``Flags``,
 dropped counts, scope attributes, schema URLs.
 
+Finding all spans of one trace: a plain ``"TraceId" = ?`` filter scans only the compressed TraceId
+column (about 8 ms per million spans here, bench/store_queries.py); with a time hint
+(``"Timestamp" BETWEEN``, e.g. from ``trace_summaries``) zone maps cut it to the row groups of that
+time, because spans arrive roughly in time order. Store version 2 added a side table
+``trace_bounds`` (trace id -> time bounds, ART-indexed); measured, it cost 15-20 bytes per span on
+disk for a 1.2x faster lookup, so version 3 drops it again.
+
 Versioning: table ``tracehound_schema(component, version)``. Each component (``store``, ``analyzer``)
 migrates its own tables forward and refuses a database written by a newer tracehound.
 """
@@ -24,7 +31,7 @@ migrates its own tables forward and refuses a database written by a newer traceh
 from __future__ import annotations
 
 STORE_COMPONENT = "store"
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 3
 
 ATTR_MAP = "MAP(VARCHAR, VARCHAR)"
 
@@ -148,4 +155,8 @@ def check_and_migrate(con, component: str, target_version: int, migrations: dict
 
 STORE_MIGRATIONS = {
     1: [OTEL_TRACES_DDL],
+    # 2 created the side table trace_bounds (and backfilled it); 3 drops it, so a database still at
+    # version 1 goes straight to 3 without building it.
+    2: [],
+    3: ["DROP INDEX IF EXISTS trace_bounds_trace_id", "DROP TABLE IF EXISTS trace_bounds"],
 }

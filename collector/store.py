@@ -17,6 +17,8 @@ from .schema import (
     check_and_migrate,
 )
 
+CHECKPOINT_THRESHOLD = "64MB"
+
 
 def open_database(path: str | os.PathLike, read_only: bool = False):
     """Open (creating if needed) a tracehound DuckDB file and migrate every component's tables.
@@ -29,6 +31,10 @@ def open_database(path: str | os.PathLike, read_only: bool = False):
 
     con = duckdb.connect(str(path), read_only=read_only)
     if not read_only:
+        # Checkpoint (compress and write row groups) every 64 MB of WAL instead of DuckDB's 16 MB:
+        # measured on the ingest benchmark, fewer rewrites of the last row group cost less CPU per
+        # span and leave fewer free blocks in the file; a crash replays at most 64 MB of WAL.
+        con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         check_and_migrate(con, STORE_COMPONENT, STORE_SCHEMA_VERSION, STORE_MIGRATIONS)
         try:
             from tracehound.analyzer.schema import ensure_analyzer_schema

@@ -141,7 +141,7 @@ class SpanWriter:
         cursor.register("_th_resources", resources)
         cursor.register("_th_scopes", scopes)
         try:
-            cursor.execute(INSERT_SQL)
+            cursor.execute(INSERT_SQL)  # one statement in autocommit mode: one commit
         finally:
             for name in ("_th_spans", "_th_resources", "_th_scopes"):
                 cursor.unregister(name)

@@ -292,6 +292,20 @@ def test_grpc_garbage_and_oversized_messages_are_refused(server):
         assert too_big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+def test_grpc_gzip_bomb_is_refused_on_its_inflated_size(server):
+    bomb = _request(
+        "0000000000000a05", attributes=[KeyValue(key="b", value=AnyValue(string_value="x" * (LIMIT + MIB)))]
+    )
+    with (
+        grpc.insecure_channel(
+            f"127.0.0.1:{server.otlp_grpc_port}", compression=grpc.Compression.Gzip
+        ) as channel,
+        pytest.raises(grpc.RpcError) as refused,
+    ):
+        trace_service_pb2_grpc.TraceServiceStub(channel).Export(bomb, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 def test_get_on_traces_endpoint_is_405(server):
     assert httpx.get(server.url).status_code == 405
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -21,6 +22,10 @@ import sys
 from tracehound.settings import ServerSettings
 
 GRACE_S = 10.0
+#: DuckDB's buffer pool cap (its default is 80% of RAM, which a long-running server would
+#: eventually fill with cached blocks). Queries that need more spill to ``<db>.tmp``. Override with
+#: the environment variable ``TRACEHOUND_DUCKDB_MEMORY_LIMIT`` (e.g. ``1GB``).
+DUCKDB_MEMORY_LIMIT = "256MB"
 
 
 class StartupError(SystemExit):
@@ -56,7 +61,7 @@ def _open(settings: ServerSettings):
     from tracehound.collector.store import open_database
 
     try:
-        return open_database(settings.db)
+        con = open_database(settings.db)
     except SchemaTooNewError as exc:
         raise StartupError(f"{settings.db}: {exc}") from None
     except duckdb.IOException as exc:
@@ -66,27 +71,28 @@ def _open(settings: ServerSettings):
                 "stop it or choose another --db"
             ) from None
         raise StartupError(f"cannot open {settings.db}: {exc}") from None
-
-
-def _optional_api(con, settings: ServerSettings):
+    limit = os.environ.get("TRACEHOUND_DUCKDB_MEMORY_LIMIT", DUCKDB_MEMORY_LIMIT)
     try:
-        from tracehound.api.app import create_app
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("tracehound.api"):
-            return None
-        raise
+        con.execute(f"SET memory_limit = '{limit}'")
+    except duckdb.Error as exc:
+        raise StartupError(
+            f"TRACEHOUND_DUCKDB_MEMORY_LIMIT={limit!r} is not a DuckDB memory size: {exc}"
+        ) from None
+    return con
+
+
+def _api_app(con, settings: ServerSettings):
+    from tracehound.api.app import create_app
+
     return create_app(con, settings)
 
 
-def _optional_analyzer(con, settings: ServerSettings):
+def _analyzer_worker(con, settings: ServerSettings):
+    """The incremental analyzer, or ``None`` with ``--no-analyzer`` (ingest only)."""
     if not settings.analyze:
         return None
-    try:
-        from tracehound.analyzer.worker import AnalyzerWorker
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("tracehound.analyzer"):
-            return None
-        raise
+    from tracehound.analyzer.worker import AnalyzerWorker
+
     return AnalyzerWorker(con, settings)
 
 
@@ -120,10 +126,10 @@ def serve(settings: ServerSettings) -> None:
 
     con = _open(settings)
     http_sock = _bind(settings.host, settings.otlp_http_port, "--otlp-http-port")
-    api_app = _optional_api(con, settings)
-    api_sock = _bind(settings.host, settings.port, "--port") if api_app is not None else None
+    api_app = _api_app(con, settings)
+    api_sock = _bind(settings.host, settings.port, "--port")
     writer = SpanWriter(con, settings.queue_max_spans)
-    analyzer = _optional_analyzer(con, settings)
+    analyzer = _analyzer_worker(con, settings)
     writer.start()
     try:
         asyncio.run(
@@ -162,6 +168,8 @@ async def _serve_async(
 
     grpc_server = create_grpc_server(writer, settings.max_body_bytes, settings.ingest_token)
     grpc_addr = _hostport(settings.host, settings.otlp_grpc_port)
+    if settings.otlp_grpc_port:  # probe first: grpcio would log a multi-line error of its own
+        _bind(settings.host, settings.otlp_grpc_port, "--otlp-grpc-port").close()
     try:
         grpc_port = grpc_server.add_insecure_port(grpc_addr)
     except RuntimeError as exc:
@@ -170,11 +178,11 @@ async def _serve_async(
         raise StartupError(f"cannot listen on {grpc_addr} (--otlp-grpc-port): address in use?")
     await grpc_server.start()
 
-    servers = [_uvicorn_server(create_otlp_http_app(writer, settings.max_body_bytes, settings.ingest_token))]
-    socks = [http_sock]
-    if api_app is not None:
-        servers.append(_uvicorn_server(api_app))
-        socks.append(api_sock)
+    servers = [
+        _uvicorn_server(create_otlp_http_app(writer, settings.max_body_bytes, settings.ingest_token)),
+        _uvicorn_server(api_app),
+    ]
+    socks = [http_sock, api_sock]
     tasks = [asyncio.create_task(s.serve(sockets=[k])) for s, k in zip(servers, socks, strict=True)]
     while not all(s.started for s in servers):
         if any(t.done() for t in tasks):
@@ -187,9 +195,7 @@ async def _serve_async(
     parts = [
         f"OTLP/gRPC {_hostport(settings.host, grpc_port)}",
         f"OTLP/HTTP http://{_hostport(settings.host, http_port)}/v1/traces",
-        f"UI http://{_hostport(settings.host, api_sock.getsockname()[1])}"
-        if api_sock
-        else "UI off (no tracehound.api.app)",
+        f"UI http://{_hostport(settings.host, api_sock.getsockname()[1])}",
         "analyzer on" if analyzer is not None else "analyzer off",
         f"db {settings.db}",
     ]

@@ -1,0 +1,142 @@
+"""REST routes under ``/api/``. Each one is a thin wrapper over a function of :mod:`.queries`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BeforeValidator
+
+from . import queries
+from .models import EndpointList, EndpointSeries, ErrorBody, FindingDetail, FindingPage, Service, Trace
+
+ERRORS = {
+    400: {"model": ErrorBody, "description": "A parameter is malformed."},
+    401: {"model": ErrorBody, "description": "The API token is missing or wrong."},
+    404: {"model": ErrorBody, "description": "What was asked for does not exist."},
+    422: {"model": ErrorBody, "description": "A parameter does not have the right type."},
+    500: {"model": ErrorBody, "description": "Server error."},
+}
+
+router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
+
+
+def db_cursor(request: Request):
+    """A DuckDB cursor of the app's connection, for the duration of one request."""
+    cur = request.app.state.con.cursor()
+    try:
+        yield cur
+    finally:
+        cur.close()
+
+
+Cursor = Annotated[Any, Depends(db_cursor)]
+ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$", re.I)
+
+
+def iso_8601(value):
+    """Accept only ISO 8601 date/times (pydantic alone would also take '0.5' as a Unix time)."""
+    if isinstance(value, str) and not ISO_8601.match(value.strip()):
+        raise ValueError("must be an ISO 8601 date-time such as 2026-11-16T10:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(iso_8601)]
+Since = Annotated[IsoDateTime | None, Query(description="Window start, ISO 8601 (UTC if no offset).")]
+Until = Annotated[IsoDateTime | None, Query(description="Window end (exclusive), ISO 8601.")]
+
+
+@router.get("/findings", response_model=FindingPage)
+def findings(
+    cur: Cursor,
+    service: str | None = None,
+    kind: str | None = None,
+    endpoint: str | None = Query(None, description="http.route, exactly"),
+    severity: Literal["low", "medium", "high"] | None = None,
+    since: Since = None,
+    until: Until = None,
+    sort: Literal["impact_ms", "occurrences", "last_seen"] = "impact_ms",
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = Query(None, max_length=1000, description="next_cursor of the previous page"),
+):
+    """Findings, sorted by ``sort`` descending (default ``impact_ms``), ``limit`` per page.
+
+    With ``since``/``until`` the counts and impact cover only occurrences in that window.
+    400 for a cursor this API did not return or ``since`` after ``until``.
+    """
+    return queries.list_findings(
+        cur,
+        service=service,
+        kind=kind,
+        endpoint=endpoint,
+        severity=severity,
+        since=since,
+        until=until,
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get("/findings/{finding_id}", response_model=FindingDetail)
+def finding(cur: Cursor, finding_id: str = Path(max_length=200)):
+    """One finding with recent occurrences and its example trace (offending spans ``highlight``). 404 if unknown."""
+    return queries.get_finding(cur, finding_id)
+
+
+@router.get("/endpoints", response_model=EndpointList)
+def endpoints(
+    cur: Cursor,
+    service: str | None = None,
+    route: str | None = Query(None, description="http.route, exactly"),
+    since: Since = None,
+    until: Until = None,
+):
+    """Per-route latency percentiles (ms), throughput (req/s), error rate, queries/request and cache
+    hit ratio from the analysed traces. Default window: from the oldest trace, at most 24 h, to the newest."""
+    return queries.list_endpoints(cur, service=service, route=route, since=since, until=until)
+
+
+@router.get("/endpoints/series", response_model=EndpointSeries)
+def endpoint_series(
+    cur: Cursor,
+    route: str = Query(description="http.route, exactly"),
+    service: str | None = None,
+    since: Since = None,
+    until: Until = None,
+):
+    """One route over time: p50/p95/p99 ms and the mean db/cache/http/template/self ms per time bucket.
+    404 when the route has no analysed request."""
+    return queries.endpoint_series(cur, route=route, service=service, since=since, until=until)
+
+
+@router.get("/services", response_model=list[Service])
+def services(cur: Cursor, since: Since = None, until: Until = None):
+    """Services with request totals, p95 ms, error rate (default window as ``/api/endpoints``) and
+    their findings' count and impact."""
+    return queries.list_services(cur, since=since, until=until)
+
+
+@router.get("/traces/{trace_id}", response_model=Trace)
+def trace(cur: Cursor, trace_id: str = Path(max_length=200)):
+    """All spans of one trace in waterfall order. 400 unless 32 hex digits, 404 if no span is stored."""
+    return queries.get_trace(cur, trace_id)
+
+
+@router.get("/reports/weekly", response_model=dict[str, Any])
+def weekly(cur: Cursor, week: str | None = Query(None, description="ISO week YYYY-Www; default this week")):
+    """The weekly report as JSON (``tracehound.api.report.weekly_report``). 400 for a malformed week."""
+    from .report import BadWeekError, weekly_report
+
+    try:
+        return weekly_report(cur, week)
+    except BadWeekError as exc:
+        raise queries.BadRequest(str(exc)) from exc
+
+
+@router.get("/status", response_model=dict[str, Any])
+def status(cur: Cursor):
+    """Ingest and analyzer counters (``spans_total``, ``traces_analyzed``, ``traces_pending``, ...)."""
+    return queries.status(cur)

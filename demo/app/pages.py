@@ -1,0 +1,271 @@
+"""HTML pages of the bookshop (Jinja2). Lines marked ``# planted: KIND`` hold planted problems."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from flask import Blueprint, abort, render_template, request
+from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload, selectinload
+
+from .extensions import PAGE_SIZE, book_card, cache
+from .models import Author, Book, Order, OrderItem, Review, Setting, Tag, book_tags, db
+
+pages = Blueprint("pages", __name__)
+
+#: Authors per /authors page: 25 lazy ``Author.books`` loads, then ~120 lazy ``Book.reviews`` loads.
+AUTHORS_PER_PAGE = 25
+
+
+@pages.get("/")
+def home():
+    """Front page: the newest books, cached for ten minutes under one key (high hit ratio)."""
+    featured = cache.get("home:featured")
+    if featured is None:
+        stmt = select(Book).options(joinedload(Book.author)).order_by(Book.published_year.desc()).limit(12)
+        featured = [book_card(b, b.author.name) for b in db.session.scalars(stmt)]
+        cache.set("home:featured", featured, timeout=600)
+    return render_template("home.html", books=featured)
+
+
+def _page() -> int:
+    return max(1, request.args.get("page", 1, type=int))
+
+
+@pages.get("/books")
+def book_list():
+    """PLANTED n_plus_one_query: one lazy ``Book.author`` load per book on the page."""
+    stmt = select(Book).order_by(Book.id).limit(PAGE_SIZE).offset((_page() - 1) * PAGE_SIZE)
+    rows = []
+    for book in db.session.scalars(stmt):
+        rows.append(book_card(book, book.author.name))  # planted: n_plus_one_query
+    return render_template("books.html", rows=rows, page=_page(), title="Books")
+
+
+@pages.get("/books/eager")
+def book_list_eager():
+    """Clean twin of :func:`book_list`: ``joinedload(Book.author)``, one query."""
+    stmt = (
+        select(Book)
+        .options(joinedload(Book.author))
+        .order_by(Book.id)
+        .limit(PAGE_SIZE)
+        .offset((_page() - 1) * PAGE_SIZE)
+    )
+    rows = [book_card(book, book.author.name) for book in db.session.scalars(stmt)]
+    return render_template("books.html", rows=rows, page=_page(), title="Books (eager)")
+
+
+@pages.get("/books/<int:book_id>")
+def book_detail(book_id: int):
+    """One book with its author, tags and latest ten reviews (eager, three queries)."""
+    book = db.first_or_404(
+        select(Book).where(Book.id == book_id).options(joinedload(Book.author), selectinload(Book.tags))
+    )
+    reviews = db.session.scalars(
+        select(Review).where(Review.book_id == book_id).order_by(Review.id.desc()).limit(10)
+    ).all()
+    return render_template("book.html", book=book, reviews=reviews)
+
+
+def _shelves(authors) -> list[dict]:
+    """Per author: books with review count and mean rating (touches ``books`` and ``reviews``)."""
+    shelves = []
+    for author in authors:
+        books = []
+        for book in author.books:  # planted: n_plus_one_query
+            ratings = []
+            for review in book.reviews:  # planted: n_plus_one_query
+                ratings.append(review.rating)
+            mean = round(sum(ratings) / len(ratings), 1) if ratings else None
+            books.append({"id": book.id, "title": book.title, "reviews": len(ratings), "rating": mean})
+        shelves.append({"id": author.id, "name": author.name, "country": author.country, "books": books})
+    return shelves
+
+
+@pages.get("/authors")
+def author_list():
+    """PLANTED nested n_plus_one_query: lazy ``Author.books``, and inside it lazy ``Book.reviews``."""
+    stmt = select(Author).order_by(Author.id).limit(AUTHORS_PER_PAGE).offset((_page() - 1) * AUTHORS_PER_PAGE)
+    shelves = _shelves(db.session.scalars(stmt).all())
+    return render_template("authors.html", shelves=shelves, page=_page(), title="Authors")
+
+
+@pages.get("/authors/eager")
+def author_list_eager():
+    """Clean twin of :func:`author_list`: ``selectinload(Author.books)`` plus one aggregate query.
+
+    The review counts and mean ratings come from one ``GROUP BY`` over ``reviews`` instead of
+    loading every review object: three queries in all, whatever the page holds.
+    """
+    stmt = (
+        select(Author)
+        .options(selectinload(Author.books))
+        .order_by(Author.id)
+        .limit(AUTHORS_PER_PAGE)
+        .offset((_page() - 1) * AUTHORS_PER_PAGE)
+    )
+    authors = db.session.scalars(stmt).all()
+    book_ids = [book.id for author in authors for book in author.books]
+    stats = {
+        book_id: (count, mean)
+        for book_id, count, mean in db.session.execute(
+            select(Review.book_id, func.count(), func.avg(Review.rating))
+            .where(Review.book_id.in_(book_ids))
+            .group_by(Review.book_id)
+        )
+    }
+    shelves = []
+    for author in authors:
+        books = []
+        for book in author.books:
+            count, mean = stats.get(book.id, (0, None))
+            rating = round(float(mean), 1) if mean is not None else None
+            books.append({"id": book.id, "title": book.title, "reviews": count, "rating": rating})
+        shelves.append({"id": author.id, "name": author.name, "country": author.country, "books": books})
+    return render_template("authors.html", shelves=shelves, page=_page(), title="Authors (eager)")
+
+
+@pages.get("/authors/<int:author_id>")
+def author_detail(author_id: int):
+    """One author and their books (``selectinload``)."""
+    author = db.first_or_404(select(Author).where(Author.id == author_id).options(selectinload(Author.books)))
+    return render_template("author.html", author=author)
+
+
+@pages.get("/tags")
+def tag_list():
+    """Every tag with its number of books (one GROUP BY)."""
+    stmt = (
+        select(Tag.name, func.count(book_tags.c.book_id))
+        .join(book_tags, book_tags.c.tag_id == Tag.id)
+        .group_by(Tag.id)
+        .order_by(Tag.name)
+    )
+    return render_template("tags.html", tags=db.session.execute(stmt).all())
+
+
+def _books_tagged(name: str) -> list[dict]:
+    stmt = (
+        select(Book)
+        .join(Book.tags)
+        .where(Tag.name == name)
+        .options(joinedload(Book.author))
+        .order_by(Book.id)
+        .limit(PAGE_SIZE)
+    )
+    return [book_card(b, b.author.name) for b in db.session.scalars(stmt)]
+
+
+@pages.get("/tags/<name>")
+def tag_detail(name: str):
+    """Books carrying a tag (indexed join, author eager-loaded)."""
+    return render_template("books.html", rows=_books_tagged(name), page=1, title=f"Tag: {name}")
+
+
+#: Characters the search folds away so "Émile" finds "emile" and "sci-fi" finds "sci fi".
+FOLD = (
+    ("é", "e"),
+    ("è", "e"),
+    ("ê", "e"),
+    ("à", "a"),
+    ("ç", "c"),
+    ("ö", "o"),
+    ("ü", "u"),
+    ("ñ", "n"),
+    ("ø", "o"),
+    ("å", "a"),
+    ("-", " "),
+    (",", ""),
+    (".", ""),
+)
+
+
+def _folded(column):
+    """``column`` lower-cased and accent/punctuation-folded *in SQL*: no index can serve it."""
+    expr = func.lower(column)
+    for old, new in FOLD:
+        expr = func.replace(expr, old, new)
+    return expr
+
+
+def _fold(text: str) -> str:
+    text = text.strip().lower()
+    for old, new in FOLD:
+        text = text.replace(old, new)
+    return text
+
+
+@pages.get("/search")
+def search():
+    """PLANTED slow_query: folds every review body in SQL (to filter, then twice more to rank by
+    mentions), so no index can help and SQLite works through ~20 MB of text: over a second."""
+    q = _fold(request.args.get("q", ""))
+    if not q:
+        abort(400, "give a search term: /search?q=word")
+    folded = _folded(Review.body)
+    mentions = func.sum((func.length(folded) - func.length(func.replace(folded, q, ""))) / len(q))
+    stmt = (
+        select(Book.id, Book.title, mentions.label("mentions"))
+        .join(Review, Review.book_id == Book.id)
+        .where(folded.like(f"%{q}%"))
+        .group_by(Book.id, Book.title)
+        .order_by(mentions.desc(), Book.title)
+        .limit(20)
+    )
+    hits = [(book_id, title) for book_id, title, _ in db.session.execute(stmt)]  # planted: slow_query
+    return render_template("search.html", q=q, hits=hits)
+
+
+@pages.get("/search/tags")
+def search_tags():
+    """Clean twin of :func:`search`: looks the term up in the indexed ``tags.name`` column."""
+    q = request.args.get("q", "").strip().lower()
+    if not q:
+        abort(400, "give a search term: /search/tags?q=history")
+    hits = [(b["id"], b["title"]) for b in _books_tagged(q)]
+    return render_template("search.html", q=q, hits=hits)
+
+
+def _load_order(order_id: int) -> Order:
+    stmt = (
+        select(Order)
+        .where(Order.id == order_id)
+        .options(selectinload(Order.items).joinedload(OrderItem.book))
+    )
+    return db.first_or_404(stmt)
+
+
+VAT_RATE = select(Setting.value).where(Setting.key == "vat_rate")
+
+
+def _line(item: OrderItem, vat_rate: Decimal) -> dict:
+    net = Decimal(item.price_cents * item.quantity) / 100
+    return {"title": item.book.title, "quantity": item.quantity, "net": net, "vat": round(net * vat_rate, 2)}
+
+
+@pages.get("/cart/<int:order_id>")
+def cart(order_id: int):
+    """PLANTED repeated_query: the VAT rate is read again, identically, for every line."""
+    order = _load_order(order_id)
+    lines = []
+    for item in order.items:
+        vat_text = db.session.scalar(VAT_RATE)  # planted: repeated_query
+        lines.append(_line(item, Decimal(vat_text)))
+    return render_template("cart.html", order=order, lines=lines)
+
+
+@pages.get("/cart/<int:order_id>/hoisted")
+def cart_hoisted(order_id: int):
+    """Clean twin of :func:`cart`: the VAT rate is read once, before the loop."""
+    order = _load_order(order_id)
+    vat_rate = Decimal(db.session.scalar(VAT_RATE))
+    lines = [_line(item, vat_rate) for item in order.items]
+    return render_template("cart.html", order=order, lines=lines)
+
+
+@pages.get("/orders/<int:order_id>")
+def order_detail(order_id: int):
+    """An order with its lines and books (eager)."""
+    order = _load_order(order_id)
+    return render_template("order.html", order=order)

@@ -1,0 +1,158 @@
+"""Code location: the innermost application frame of the code that started a client span.
+
+A frame is *application code* unless its file lies in the standard library, a site-packages or
+dist-packages directory, tracehound itself, or the SQLAlchemy, Flask, Werkzeug or OpenTelemetry
+packages (wherever those are installed), or under a ``TRACEHOUND_CODE_EXCLUDE`` prefix. When
+``TRACEHOUND_CODE_INCLUDE`` is set, only frames under those prefixes count (user excludes still
+apply). Decisions are cached per file name, so the cost is one dict lookup per stack frame
+(``bench/overhead.py`` measures it).
+
+Frames inside compiled Jinja2 templates report the template file and the template line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import site
+import sys
+import sysconfig
+
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import SpanKind
+
+from .config import env_prefixes
+
+_UNSEEN = object()
+_LIBRARY_PACKAGES = ("sqlalchemy", "flask", "werkzeug", "opentelemetry", "flask_sqlalchemy", "flask_caching")
+
+
+def _package_dir(name: str) -> str | None:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.path.abspath(list(spec.submodule_search_locations)[0]) + os.sep
+
+
+def default_excludes() -> tuple[str, ...]:
+    """Path prefixes that are never application code (see the module docstring)."""
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    tracehound_dir = _package_dir("tracehound")
+    prefixes = {here}
+    if tracehound_dir:
+        prefixes.add(tracehound_dir)
+    paths = sysconfig.get_paths()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        if paths.get(key):
+            prefixes.add(os.path.abspath(paths[key]) + os.sep)
+    try:
+        for p in site.getsitepackages() + [site.getusersitepackages()]:
+            prefixes.add(os.path.abspath(p) + os.sep)
+    except AttributeError:  # virtualenv's old site.py
+        pass
+    for name in _LIBRARY_PACKAGES:
+        d = _package_dir(name)
+        if d:
+            prefixes.add(d)
+    return tuple(sorted(prefixes))
+
+
+class CodeLocator:
+    """Finds the innermost application frame; configured once from the environment."""
+
+    def __init__(self, include: tuple[str, ...] | None = None, exclude: tuple[str, ...] | None = None):
+        self.include = env_prefixes("TRACEHOUND_CODE_INCLUDE") if include is None else include
+        user_exclude = env_prefixes("TRACEHOUND_CODE_EXCLUDE") if exclude is None else exclude
+        self.user_exclude = user_exclude
+        self.exclude = default_excludes() + user_exclude
+        self._is_app: dict[str, str | None] = {}
+
+    def is_app_file(self, filename: str) -> bool:
+        """True when frames of ``filename`` count as application code."""
+        if not filename or filename.startswith("<"):
+            return False
+        path = os.path.abspath(filename)
+        if path.startswith(self.user_exclude):
+            return False
+        if self.include:
+            return path.startswith(self.include)
+        if os.sep + "site-packages" + os.sep in path or os.sep + "dist-packages" + os.sep in path:
+            return False
+        return not path.startswith(self.exclude)
+
+    def find(self, depth: int = 1):
+        """``(filepath, lineno, function)`` of the innermost application frame, or None."""
+        try:
+            frame = sys._getframe(depth + 1)
+        except ValueError:
+            return None
+        cache = self._is_app
+        while frame is not None:
+            code = frame.f_code
+            filename = code.co_filename
+            path = cache.get(filename, _UNSEEN)
+            if path is _UNSEEN:
+                path = cache[filename] = os.path.abspath(filename) if self.is_app_file(filename) else None
+            if path is not None:
+                lineno = frame.f_lineno
+                template = frame.f_globals.get("__jinja_template__")
+                if template is not None:
+                    with contextlib.suppress(Exception):  # best-effort template line mapping
+                        lineno = template.get_corresponding_lineno(lineno)
+                return path, lineno, getattr(code, "co_qualname", code.co_name)
+            frame = frame.f_back
+        return None
+
+    def attributes(self, depth: int = 1) -> dict:
+        """The six code attributes (old and new semconv names) or ``{}``."""
+        found = self.find(depth + 1)
+        if found is None:
+            return {}
+        path, lineno, function = found
+        return {
+            "code.filepath": path,
+            "code.lineno": lineno,
+            "code.function": function,
+            "code.file.path": path,
+            "code.line.number": lineno,
+            "code.function.name": function,
+        }
+
+
+_LOCATOR: CodeLocator | None = None
+
+
+def locator() -> CodeLocator:
+    """The process-wide :class:`CodeLocator` (built on first use)."""
+    global _LOCATOR
+    if _LOCATOR is None:
+        _LOCATOR = CodeLocator()
+    return _LOCATOR
+
+
+class CodeLocationProcessor(SpanProcessor):
+    """Adds the code attributes to every CLIENT span when it starts.
+
+    ``on_start`` runs synchronously in the thread that starts the span, so the Python stack is
+    the one that issued the DB query, cache call or outbound HTTP request.
+    """
+
+    def on_start(self, span, parent_context=None) -> None:
+        if span.kind is not SpanKind.CLIENT:
+            return
+        attrs = locator().attributes(depth=2)
+        if attrs:
+            span.set_attributes(attrs)
+
+    def on_end(self, span) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

@@ -1,0 +1,96 @@
+"""Store schema versioning: a newer database is refused with a clear message, older ones migrate."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from tracehound.collector.schema import (
+    OTEL_TRACES_DDL,
+    STORE_SCHEMA_VERSION,
+    SchemaTooNewError,
+    check_and_migrate,
+)
+from tracehound.collector.store import insert_span_rows, open_database
+
+T0 = 1_700_000_000_000_000_000
+
+
+def _store_version(con) -> int:
+    return con.execute("SELECT version FROM tracehound_schema WHERE component = 'store'").fetchone()[0]
+
+
+def test_newer_store_schema_is_refused_with_a_clear_message(tmp_path):
+    db = tmp_path / "newer.duckdb"
+    open_database(db).close()
+    con = duckdb.connect(str(db))
+    con.execute(
+        "UPDATE tracehound_schema SET version = ? WHERE component = 'store'", [STORE_SCHEMA_VERSION + 1]
+    )
+    con.close()
+    with pytest.raises(
+        SchemaTooNewError, match=r"schema is version \d+, but this tracehound only knows up to"
+    ):
+        open_database(db)
+
+
+def _v1_database(db) -> None:
+    """What tracehound with store schema 1 wrote: otel_traces and 10 spans."""
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE tracehound_schema (component VARCHAR PRIMARY KEY, version INTEGER NOT NULL)")
+    con.execute("INSERT INTO tracehound_schema VALUES ('store', 1)")
+    con.execute(OTEL_TRACES_DDL)
+    con.execute(
+        """INSERT INTO otel_traces SELECT make_timestamp_ns(? + i * 1000), 'aa' || i % 2, printf('%016x', i), '', '',
+           'op', 'Internal', 'svc', MAP {}, '', 0, '', '', MAP {}, '', 0, MAP {'k': 'v'}, 5, 'Unset', '', 0, 0, 0, 0,
+           [], [] FROM range(10) t(i)""",
+        [T0],
+    )
+    con.close()
+
+
+def test_version_1_database_migrates_with_its_spans(tmp_path):
+    db = tmp_path / "v1.duckdb"
+    _v1_database(db)
+    con = open_database(db)
+    assert _store_version(con) == STORE_SCHEMA_VERSION
+    assert con.execute('SELECT count(*), count(DISTINCT "TraceId") FROM otel_traces').fetchall() == [(10, 2)]
+    insert_span_rows(
+        con, [{"Timestamp": T0, "TraceId": "bb", "SpanId": "01", "SpanName": "new", "Duration": 1}]
+    )
+    con.close()
+    con = open_database(db)  # already current: opens without migrating again
+    assert con.execute("SELECT count(*) FROM otel_traces").fetchone() == (11,)
+    con.close()
+
+
+def test_version_2_database_loses_its_trace_bounds_side_table(tmp_path):
+    db = tmp_path / "v2.duckdb"
+    _v1_database(db)
+    con = duckdb.connect(str(db))  # what store schema 2 added
+    con.execute('CREATE TABLE trace_bounds ("TraceId" VARCHAR, "Start" TIMESTAMP_NS, "End" TIMESTAMP_NS)')
+    con.execute('CREATE INDEX trace_bounds_trace_id ON trace_bounds ("TraceId")')
+    con.execute("UPDATE tracehound_schema SET version = 2 WHERE component = 'store'")
+    con.close()
+    con = open_database(db)
+    assert _store_version(con) == STORE_SCHEMA_VERSION
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert "trace_bounds" not in tables and "otel_traces" in tables
+    assert con.execute("SELECT count(*) FROM otel_traces").fetchone() == (10,)
+    con.close()
+
+
+def test_migrations_run_in_order_in_one_transaction(tmp_path):
+    con = duckdb.connect(str(tmp_path / "m.duckdb"))
+    steps = {
+        1: ["CREATE TABLE t (a INTEGER)"],
+        2: ["INSERT INTO t VALUES (2)"],
+        3: ["INSERT INTO t VALUES (3)"],
+    }
+    assert check_and_migrate(con, "demo", 1, steps) == 0
+    assert check_and_migrate(con, "demo", 3, steps) == 1
+    assert con.execute("SELECT list(a ORDER BY a) FROM t").fetchone() == ([2, 3],)
+    broken = {**steps, 4: ["INSERT INTO t VALUES (4)", "SELECT * FROM no_such_table"]}
+    with pytest.raises(duckdb.CatalogException):
+        check_and_migrate(con, "demo", 4, broken)
+    assert con.execute("SELECT version FROM tracehound_schema WHERE component = 'demo'").fetchone() == (3,)
+    assert con.execute("SELECT count(*) FROM t").fetchone() == (2,)  # step 4 rolled back whole

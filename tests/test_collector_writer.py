@@ -1,0 +1,64 @@
+"""The writer's group commit on a real DuckDB file (no server): batches from several requests
+are inserted with one statement, resources and scopes stay matched to their spans."""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from tracehound.collector.decode import decode_request
+from tracehound.collector.store import open_database
+from tracehound.collector.writer import SpanWriter
+
+from tests.collector_rows import stored_spans
+
+
+def _request(service: str, scope: str, first_id: int, n: int) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    for r in range(2):
+        rs = request.resource_spans.add()
+        rs.resource.attributes.add(key="service.name", value=AnyValue(string_value=f"{service}-{r}"))
+        ss = rs.scope_spans.add()
+        ss.scope.name = f"{scope}-{r}"
+        for i in range(n):
+            span_id = (first_id + r * 1000 + i).to_bytes(8, "big")
+            ss.spans.add(
+                trace_id=b"\x01" * 16,
+                span_id=span_id,
+                name=f"{service}-{r}",
+                start_time_unix_nano=1_700_000_000_000_000_000 + i,
+                end_time_unix_nano=1_700_000_000_000_000_009,
+            )
+    return request
+
+
+def test_group_commit_keeps_resources_and_scopes_with_their_spans(tmp_path):
+    db = tmp_path / "w.duckdb"
+    con = open_database(db)
+    writer = SpanWriter(con, queue_max_spans=10_000)
+    batches = [decode_request(_request(f"svc{k}", f"scope{k}", 1 + k * 10_000, 3)) for k in range(4)]
+    futures = [writer.submit(b) for b in batches]  # queued before the thread starts: one group
+    assert writer.pending_spans == 24
+    writer.start()
+    assert [f.result(timeout=30) for f in futures] == [6, 6, 6, 6]
+    assert writer.stats.commits == 1 and writer.stats.spans_committed == 24
+    writer.stop()
+    con.close()
+    rows = stored_spans(db).values()
+    assert len(rows) == 24
+    for row in rows:
+        assert row["ServiceName"] == row["SpanName"]
+        assert row["ScopeName"] == row["SpanName"].replace("svc", "scope")
+        assert row["ResourceAttributes"] == {"service.name": row["SpanName"]}
+
+
+def test_full_queue_refuses_and_stopped_writer_refuses(tmp_path):
+    con = open_database(tmp_path / "w.duckdb")
+    writer = SpanWriter(con, queue_max_spans=10)
+    big = decode_request(_request("a", "s", 1, 8))  # 16 spans: over the limit, but the queue is empty
+    assert writer.submit(big) is not None
+    assert writer.submit(decode_request(_request("b", "s", 50_000, 1))) is None
+    writer.start()
+    writer.stop()
+    assert writer.stats.spans_committed == 16
+    assert writer.submit(decode_request(_request("c", "s", 90_000, 1))) is None
+    con.close()
