@@ -162,6 +162,12 @@ _FACT_COLS = (
 )
 
 
+def _facts_version() -> str:
+    import duckdb
+
+    return f"{FACTS_VERSION}/duckdb-{duckdb.__version__}"
+
+
 def ensure_facts_schema(cur) -> None:
     """Create ``span_facts`` / ``span_keys`` / ``span_code`` if missing (idempotent, cheap)."""
     for ddl in (SPAN_FACTS_DDL, SPAN_KEYS_DDL, SPAN_CODE_DDL):
@@ -178,19 +184,21 @@ def refresh_facts(cur) -> int:
 
     Runs in its own transaction per chunk of :data:`CHUNK_ROWS` rows (facts, new keys, new code
     locations and the watermark ``facts_rowid`` commit together), so an interrupted refresh resumes
-    where it stopped. Rebuilds everything when :data:`FACTS_VERSION` changed or ``otel_traces``
+    where it stopped. Rebuilds everything when :data:`FACTS_VERSION` or the DuckDB version changed
+    (the persisted keys are DuckDB ``hash()`` values, stable only within one version) or ``otel_traces``
     shrank below the watermark.
     """
     ensure_facts_schema(cur)
     top = cur.execute("SELECT coalesce(max(rowid) + 1, 0) FROM otel_traces").fetchall()[0][0]
     mark = int(_state(cur, "facts_rowid") or 0)
-    if _state(cur, "facts_version") != FACTS_VERSION or top < mark:
+    version = _facts_version()
+    if _state(cur, "facts_version") != version or top < mark:
         cur.execute("BEGIN TRANSACTION")
         for table in ("span_facts", "span_keys", "span_code"):
             cur.execute(f"DELETE FROM {table}")
         cur.execute(
             "INSERT OR REPLACE INTO analyzer_state VALUES ('facts_version', ?), ('facts_rowid', '0')",
-            [FACTS_VERSION],
+            [version],
         )
         cur.execute("COMMIT")
         mark = 0
