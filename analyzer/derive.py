@@ -14,7 +14,8 @@ finds them ready.
 ``TraceId``: the analysis' trace key), ``sid``/``pid`` (span / parent id as UBIGINT, 0 = no parent),
 ``start_ns``, ``dur_ns``, ``cat`` (see :data:`CAT_SQL`), ``key_h`` (-> ``span_keys``), ``params_h``,
 ``code_h`` (-> ``span_code``), ``cache_hit``, ``orm_rel``, ``orm_uselist``, ``is_error`` (span status
-Error); and, for SERVER spans only (NULL otherwise), the root facts ``trace_id``, ``service``,
+Error), ``new_conn`` (a ``connect`` span the instrumentation marked ``tracehound.db.new_connection``:
+the pool opened a new DB-API connection, not just a checkout); and, for SERVER spans only (NULL otherwise), the root facts ``trace_id``, ``service``,
 ``route``, ``method``, ``status``.
 
 Why a derived table in the analyzer rather than extra ``otel_traces`` columns computed at ingest:
@@ -41,7 +42,7 @@ from tracehound.analyzer.normalize import (
 )
 
 #: Bump when the extraction or normalisation rules change: facts are rebuilt from scratch.
-FACTS_VERSION = "1"
+FACTS_VERSION = "2"
 #: Rows of ``otel_traces`` extracted per statement (bounds the staging table's memory).
 CHUNK_ROWS = 2_000_000
 
@@ -49,7 +50,7 @@ SPAN_FACTS_DDL = """
 CREATE TABLE IF NOT EXISTS span_facts (
     rid BIGINT, trace_h UBIGINT, sid UBIGINT, pid UBIGINT, start_ns BIGINT, dur_ns BIGINT,
     cat VARCHAR, key_h UBIGINT, params_h UBIGINT, code_h UBIGINT, cache_hit BOOLEAN,
-    orm_rel VARCHAR, orm_uselist BOOLEAN, is_error BOOLEAN,
+    orm_rel VARCHAR, orm_uselist BOOLEAN, is_error BOOLEAN, new_conn BOOLEAN,
     trace_id VARCHAR, service VARCHAR, route VARCHAR, method VARCHAR, status INTEGER
 )
 """
@@ -87,6 +88,7 @@ _WHEN = {
     "a_fp": ("cat <> 'server'", f"coalesce({_a('code.filepath')}, {_a('code.file.path')})"),
     "a_orm_rel": ("cat = 'db'", _a("tracehound.orm.relationship")),
     "a_orm_uselist": ("cat = 'db'", _a("tracehound.orm.uselist")),
+    "a_new_conn": ("cat = 'connect'", _a("tracehound.db.new_connection")),
     "a_route": ("cat = 'server' OR \"SpanKind\" = 'Server'", _a("http.route")),
     "a_status": (
         "\"SpanKind\" = 'Server'",
@@ -149,6 +151,7 @@ SELECT rid, hash("TraceId") AS trace_h, {_hex_id("SpanId")} AS sid, {_hex_id("Pa
        CASE WHEN a_fp IS NOT NULL THEN hash(a_fp, a_ln, a_fn) END AS code_h,
        CASE a_cache_hit WHEN 'true' THEN true WHEN 'false' THEN false END AS cache_hit,
        a_orm_rel AS orm_rel, a_orm_uselist = 'true' AS orm_uselist, "StatusCode" = 'Error' AS is_error,
+       a_new_conn = 'true' AS new_conn,
        CASE WHEN "SpanKind" = 'Server' THEN "TraceId" END AS trace_id,
        CASE WHEN "SpanKind" = 'Server' THEN "ServiceName" END AS service,
        CASE WHEN "SpanKind" = 'Server' THEN a_route END AS route,
@@ -158,7 +161,7 @@ FROM l4
 
 _FACT_COLS = (
     "rid, trace_h, sid, pid, start_ns, dur_ns, cat, key_h, params_h, code_h, cache_hit, orm_rel, "
-    "orm_uselist, is_error, trace_id, service, route, method, status"
+    "orm_uselist, is_error, new_conn, trace_id, service, route, method, status"
 )
 
 
@@ -194,8 +197,9 @@ def refresh_facts(cur) -> int:
     version = _facts_version()
     if _state(cur, "facts_version") != version or top < mark:
         cur.execute("BEGIN TRANSACTION")
-        for table in ("span_facts", "span_keys", "span_code"):
-            cur.execute(f"DELETE FROM {table}")
+        for table in ("span_facts", "span_keys", "span_code"):  # dropped: the columns may have changed
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        ensure_facts_schema(cur)
         cur.execute(
             "INSERT OR REPLACE INTO analyzer_state VALUES ('facts_version', ?), ('facts_rowid', '0')",
             [version],

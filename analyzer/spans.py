@@ -113,7 +113,7 @@ def load_spans(cur, min_rowid: int | None = None, view: bool = False, tix_range=
         SELECT f.trace_h AS tix, f.rid, f.sid, f.pid, hash(f.trace_h, f.sid) AS pk,
                CASE WHEN f.pid <> 0 THEN hash(f.trace_h, f.pid) END AS ppk,
                f.start_ns, f.dur_ns, f.start_ns + f.dur_ns AS end_ns,
-               f.cat, f.key_h, f.params_h, f.code_h, f.cache_hit, f.orm_rel, f.orm_uselist, f.is_error
+               f.cat, f.key_h, f.params_h, f.code_h, f.cache_hit, f.orm_rel, f.orm_uselist, f.is_error, f.new_conn
         FROM span_facts f SEMI JOIN th_traces t ON f.trace_h = t.tix
         WHERE true {rowid_filter}
         """
