@@ -130,6 +130,12 @@ def events_and_links(span, events, links, problems, ev, ln) -> None:
         ln_dropped.append(link.dropped_attributes_count)
 
 
+def _as_dictionary(maps: pa.Array) -> pa.DictionaryArray:
+    if isinstance(maps, pa.DictionaryArray):
+        return maps
+    return pa.DictionaryArray.from_arrays(pa.array(range(len(maps)), _I32), maps)
+
+
 def _in_range(values: pa.Array, highest: int) -> pa.Array:
     """Enum values outside 0..highest (unknown to this OTLP version) become 0 (unspecified/unset)."""
     return pc.if_else(pc.and_(pc.greater_equal(values, 0), pc.less_equal(values, highest)), values, 0)
@@ -313,13 +319,17 @@ def new_event_link_columns() -> tuple[list, tuple, list, tuple]:
 def build_batch(
     problems: Problems,
     c: SpanColumns,
-    span_attributes: pa.MapArray,
+    span_attributes: pa.MapArray | pa.DictionaryArray,
     span_attrs_dropped: list[int],
     rc: ResourceScopeColumns,
 ) -> DecodedBatch:
     """Checks (ids, times) and Arrow tables from gathered columns: the shared tail of the decoders.
 
-    ``span_attributes`` is the finished ``SpanAttributes`` column; ``span_attrs_dropped`` the
+    ``span_attributes`` is the finished ``SpanAttributes`` column, either one map per span or
+    dictionary-encoded (int32 indexes into distinct maps: DuckDB then converts and checks each
+    distinct map once, which measured 6.0 -> 3.9 µs/span of insert CPU on the benchmark spans); a
+    plain map column is stored dictionary-encoded too, so every batch has the same schema.
+    ``span_attrs_dropped`` the
     attributes each span lost to the limits (added to ``DroppedAttributesCount``).
     """
     ts, end, tid, sid, pid, tstate, names = c.ts, c.end, c.tid, c.sid, c.pid, c.tstate, c.names
@@ -393,7 +403,7 @@ def build_batch(
             "TraceState": pa.array(tstate, _STR),
             "SpanName": pa.array(names, _STR),
             "SpanKind": _KIND_NAMES.take(_in_range(kinds_a, 5)),
-            "SpanAttributes": span_attributes,
+            "SpanAttributes": _as_dictionary(span_attributes),
             "Duration": pc.subtract_checked(end_u.cast(pa.int64()), start_i),
             "StatusCode": _STATUS_NAMES.take(_in_range(codes_a, 2)),
             "StatusMessage": pa.array(c.st_msg, _STR),

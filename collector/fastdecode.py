@@ -182,7 +182,7 @@ def _distinct_kvs(encoded: list[bytes]) -> tuple[list[str], list[str]]:
     return keys, values
 
 
-def _span_attributes(interner: _Interner, entry_idx: list, counts: list) -> pa.MapArray:
+def _span_attributes(interner: _Interner, entry_idx: list, counts: list) -> pa.DictionaryArray:
     """The ``SpanAttributes`` column from per-scope index arrays (``_NeedsSlowPath`` on a limit)."""
     keys, values = _distinct_kvs(list(interner))
     if max(map(len, values), default=0) > MAX_VALUE_CHARS:
@@ -206,10 +206,31 @@ def _span_attributes(interner: _Interner, entry_idx: list, counts: list) -> pa.M
             repeated = np.unique(pairs).size != pairs.size
         if repeated:
             raise _NeedsSlowPath
-    idx_a = pa.array(idx)
-    return pa.MapArray.from_arrays(
-        pa.array(offsets), pa.array(keys, pa.string()).take(idx_a), pa.array(values, pa.string()).take(idx_a)
+    # Identical attribute lists (same encoded KeyValues in the same order) share one dictionary
+    # entry: DuckDB converts and checks each distinct map once.
+    row_bytes = idx.tobytes()
+    bounds = (offsets * 4).tolist()
+    distinct = _Interner()
+    row_ids = np.fromiter(
+        map(distinct.__getitem__, map(row_bytes.__getitem__, map(slice, bounds[:-1], bounds[1:]))),
+        np.int32,
+        n_attrs.size,
     )
+    first_rows = np.zeros(len(distinct), np.int64)
+    first_rows[row_ids] = np.arange(n_attrs.size)  # any row of a group will do: they are equal
+    lengths = n_attrs[first_rows]
+    d_offsets = np.zeros(len(distinct) + 1, np.int32)
+    np.cumsum(lengths, out=d_offsets[1:])
+    # the entries of each group's representative row, group after group
+    starts = offsets[first_rows]
+    take = np.repeat(starts - d_offsets[:-1], lengths) + np.arange(d_offsets[-1], dtype=np.int64)
+    idx_a = pa.array(idx[take])
+    maps = pa.MapArray.from_arrays(
+        pa.array(d_offsets),
+        pa.array(keys, pa.string()).take(idx_a),
+        pa.array(values, pa.string()).take(idx_a),
+    )
+    return pa.DictionaryArray.from_arrays(pa.array(row_ids), maps)
 
 
 def decode_protobuf(body: bytes) -> DecodedBatch:
