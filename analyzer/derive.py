@@ -14,7 +14,8 @@ finds them ready.
 ``TraceId``: the analysis' trace key), ``sid``/``pid`` (span / parent id as UBIGINT, 0 = no parent),
 ``start_ns``, ``dur_ns``, ``cat`` (see :data:`CAT_SQL`), ``key_h`` (-> ``span_keys``), ``params_h``,
 ``code_h`` (-> ``span_code``), ``cache_hit``, ``orm_rel``, ``orm_uselist``, ``is_error`` (span status
-Error); and, for SERVER spans only (NULL otherwise), the root facts ``trace_id``, ``service``,
+Error), ``new_conn`` (a ``connect`` span the instrumentation marked ``tracehound.db.new_connection``:
+the pool opened a new DB-API connection, not just a checkout); and, for SERVER spans only (NULL otherwise), the root facts ``trace_id``, ``service``,
 ``route``, ``method``, ``status``.
 
 Why a derived table in the analyzer rather than extra ``otel_traces`` columns computed at ingest:
@@ -41,7 +42,7 @@ from tracehound.analyzer.normalize import (
 )
 
 #: Bump when the extraction or normalisation rules change: facts are rebuilt from scratch.
-FACTS_VERSION = "1"
+FACTS_VERSION = "2"
 #: Rows of ``otel_traces`` extracted per statement (bounds the staging table's memory).
 CHUNK_ROWS = 2_000_000
 
@@ -49,7 +50,7 @@ SPAN_FACTS_DDL = """
 CREATE TABLE IF NOT EXISTS span_facts (
     rid BIGINT, trace_h UBIGINT, sid UBIGINT, pid UBIGINT, start_ns BIGINT, dur_ns BIGINT,
     cat VARCHAR, key_h UBIGINT, params_h UBIGINT, code_h UBIGINT, cache_hit BOOLEAN,
-    orm_rel VARCHAR, orm_uselist BOOLEAN, is_error BOOLEAN,
+    orm_rel VARCHAR, orm_uselist BOOLEAN, is_error BOOLEAN, new_conn BOOLEAN,
     trace_id VARCHAR, service VARCHAR, route VARCHAR, method VARCHAR, status INTEGER
 )
 """
@@ -87,6 +88,7 @@ _WHEN = {
     "a_fp": ("cat <> 'server'", f"coalesce({_a('code.filepath')}, {_a('code.file.path')})"),
     "a_orm_rel": ("cat = 'db'", _a("tracehound.orm.relationship")),
     "a_orm_uselist": ("cat = 'db'", _a("tracehound.orm.uselist")),
+    "a_new_conn": ("cat = 'connect'", _a("tracehound.db.new_connection")),
     "a_route": ("cat = 'server' OR \"SpanKind\" = 'Server'", _a("http.route")),
     "a_status": (
         "\"SpanKind\" = 'Server'",
@@ -126,12 +128,11 @@ _BASE_COLS = (
     '"ServiceName", "StatusCode", "SpanAttributes"'
 )
 
-_EXTRACT_SQL = f"""
-CREATE OR REPLACE TEMP TABLE th_stage AS
+_CTES = f"""
 WITH l1 AS (
     SELECT rowid AS rid, * EXCLUDE ("ResourceAttributes", "ScopeAttributes", "Events", "Links"),
            {", ".join(f"{v} AS {k}" for k, v in _CAT_ATTRS.items())}
-    FROM otel_traces WHERE rowid >= ? AND rowid < ?
+    FROM otel_traces WHERE {{where}}
 ), l2 AS (
     SELECT *, {CAT_SQL} AS cat FROM l1
 ), l3 AS (
@@ -140,13 +141,17 @@ WITH l1 AS (
     SELECT *, {", ".join(f"CASE WHEN a_fp IS NOT NULL THEN {v} END AS {k}" for k, v in _CODE_REST.items())},
            {RAW_SQL} AS raw FROM l3
 )
+"""
+
+#: One fact row per span (no raw strings: those are fetched only for spans with a NEW key or code).
+_FACTS_SELECT = f"""
 SELECT rid, hash("TraceId") AS trace_h, {_hex_id("SpanId")} AS sid, {_hex_id("ParentSpanId")} AS pid,
-       epoch_ns("Timestamp") AS start_ns, "Duration" AS dur_ns, cat, raw, hash(cat, raw) AS key_h,
+       epoch_ns("Timestamp") AS start_ns, "Duration" AS dur_ns, cat, hash(cat, raw) AS key_h,
        CASE WHEN a_params IS NOT NULL THEN hash(a_params) END AS params_h,
-       a_fp, a_ln, a_fn,
        CASE WHEN a_fp IS NOT NULL THEN hash(a_fp, a_ln, a_fn) END AS code_h,
        CASE a_cache_hit WHEN 'true' THEN true WHEN 'false' THEN false END AS cache_hit,
        a_orm_rel AS orm_rel, a_orm_uselist = 'true' AS orm_uselist, "StatusCode" = 'Error' AS is_error,
+       a_new_conn = 'true' AS new_conn,
        CASE WHEN "SpanKind" = 'Server' THEN "TraceId" END AS trace_id,
        CASE WHEN "SpanKind" = 'Server' THEN "ServiceName" END AS service,
        CASE WHEN "SpanKind" = 'Server' THEN a_route END AS route,
@@ -156,8 +161,14 @@ FROM l4
 
 _FACT_COLS = (
     "rid, trace_h, sid, pid, start_ns, dur_ns, cat, key_h, params_h, code_h, cache_hit, orm_rel, "
-    "orm_uselist, is_error, trace_id, service, route, method, status"
+    "orm_uselist, is_error, new_conn, trace_id, service, route, method, status"
 )
+
+
+def _facts_version() -> str:
+    import duckdb
+
+    return f"{FACTS_VERSION}/duckdb-{duckdb.__version__}"
 
 
 def ensure_facts_schema(cur) -> None:
@@ -176,19 +187,22 @@ def refresh_facts(cur) -> int:
 
     Runs in its own transaction per chunk of :data:`CHUNK_ROWS` rows (facts, new keys, new code
     locations and the watermark ``facts_rowid`` commit together), so an interrupted refresh resumes
-    where it stopped. Rebuilds everything when :data:`FACTS_VERSION` changed or ``otel_traces``
+    where it stopped. Rebuilds everything when :data:`FACTS_VERSION` or the DuckDB version changed
+    (the persisted keys are DuckDB ``hash()`` values, stable only within one version) or ``otel_traces``
     shrank below the watermark.
     """
     ensure_facts_schema(cur)
     top = cur.execute("SELECT coalesce(max(rowid) + 1, 0) FROM otel_traces").fetchall()[0][0]
     mark = int(_state(cur, "facts_rowid") or 0)
-    if _state(cur, "facts_version") != FACTS_VERSION or top < mark:
+    version = _facts_version()
+    if _state(cur, "facts_version") != version or top < mark:
         cur.execute("BEGIN TRANSACTION")
-        for table in ("span_facts", "span_keys", "span_code"):
-            cur.execute(f"DELETE FROM {table}")
+        for table in ("span_facts", "span_keys", "span_code"):  # dropped: the columns may have changed
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        ensure_facts_schema(cur)
         cur.execute(
             "INSERT OR REPLACE INTO analyzer_state VALUES ('facts_version', ?), ('facts_rowid', '0')",
-            [FACTS_VERSION],
+            [version],
         )
         cur.execute("COMMIT")
         mark = 0
@@ -197,24 +211,49 @@ def refresh_facts(cur) -> int:
         hi = min(mark + CHUNK_ROWS, top)
         cur.execute("BEGIN TRANSACTION")
         try:
-            cur.execute(_EXTRACT_SQL, [mark, hi])
-            _add_keys(cur)
-            cur.execute(f"INSERT INTO span_facts SELECT {_FACT_COLS} FROM th_stage")
-            added += cur.execute("SELECT count(*) FROM th_stage").fetchall()[0][0]
+            added += cur.execute(
+                f"INSERT INTO span_facts ({_FACT_COLS}) "
+                + _CTES.format(where=f"rowid >= {int(mark)} AND rowid < {int(hi)}")
+                + _FACTS_SELECT
+            ).fetchall()[0][0]
+            _add_keys(cur, mark, hi)
             cur.execute("INSERT OR REPLACE INTO analyzer_state VALUES ('facts_rowid', ?)", [str(hi)])
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         mark = hi
-    cur.execute("DROP TABLE IF EXISTS th_stage")
     return added
 
 
-def _add_keys(cur) -> None:
-    """Normalise the staged chunk's new distinct operations in Python; record new code locations."""
+def _add_keys(cur, lo: int, hi: int) -> None:
+    """Normalise the chunk's NEW distinct operations in Python and record its new code locations.
+
+    Only one span per new key / code location is read again from ``otel_traces`` (by rowid), so
+    the raw strings of the millions of spans with known operations are never materialised.
+    """
     import pyarrow as pa
 
+    cur.execute(
+        """CREATE OR REPLACE TEMP TABLE th_new_rids AS
+           SELECT min(rid) AS rid FROM span_facts f
+           WHERE rid >= ? AND rid < ? AND NOT EXISTS (SELECT 1 FROM span_keys k WHERE k.key_h = f.key_h)
+           GROUP BY key_h
+           UNION
+           SELECT min(rid) FROM span_facts f
+           WHERE rid >= ? AND rid < ? AND code_h IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM span_code c WHERE c.code_h = f.code_h)
+           GROUP BY code_h""",
+        [lo, hi, lo, hi],
+    )
+    if not cur.execute("SELECT count(*) FROM th_new_rids").fetchall()[0][0]:
+        return
+    cur.execute(
+        "CREATE OR REPLACE TEMP TABLE th_stage AS "
+        + _CTES.format(where="rowid IN (SELECT rid FROM th_new_rids)")
+        + """SELECT hash(cat, raw) AS key_h, cat, raw, a_fp, a_ln, a_fn,
+                    CASE WHEN a_fp IS NOT NULL THEN hash(a_fp, a_ln, a_fn) END AS code_h FROM l4"""
+    )
     rows = cur.execute(
         """SELECT DISTINCT s.key_h, s.cat, s.raw FROM th_stage s
            WHERE NOT EXISTS (SELECT 1 FROM span_keys k WHERE k.key_h = s.key_h)"""
@@ -263,3 +302,4 @@ def _add_keys(cur) -> None:
            SELECT DISTINCT ON (code_h) code_h, a_fp, a_ln, a_fn FROM th_stage s
            WHERE code_h IS NOT NULL AND NOT EXISTS (SELECT 1 FROM span_code c WHERE c.code_h = s.code_h)"""
     )
+    cur.execute("DROP TABLE th_stage")

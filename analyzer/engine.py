@@ -71,13 +71,14 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
     if summaries:
         cur.execute("DROP TABLE IF EXISTS th_summary_all")
     for i in range(chunks):
+        tix_range = None
         if chunks > 1:  # trace keys are uniform 64-bit hashes: equal key ranges, equal-sized chunks
-            lo, hi = (i << 64) // chunks, ((i + 1) << 64) // chunks - 1
+            tix_range = (i << 64) // chunks, ((i + 1) << 64) // chunks - 1
             cur.execute(
                 "CREATE OR REPLACE TEMP TABLE th_traces AS SELECT * FROM th_traces_all WHERE tix BETWEEN ? AND ?",
-                [lo, hi],
+                list(tix_range),
             )
-        load_spans(cur, min_rowid=min_rowid)
+        load_spans(cur, min_rowid=min_rowid, tix_range=tix_range)
         if set(per_trace) & REPEAT_KINDS:
             build_anchors(cur)
         if summaries:
@@ -96,7 +97,7 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
             cur.execute("DROP TABLE th_summary")
             cur.execute("ALTER TABLE th_summary_all RENAME TO th_summary")
     cur.execute("DROP TABLE IF EXISTS th_d")
-    cur.execute("DROP TABLE IF EXISTS th_excl")
+    cur.execute("DROP TABLE IF EXISTS th_cov")
 
 
 def to_ns(value) -> int | None:

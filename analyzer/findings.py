@@ -18,9 +18,16 @@ import json
 
 STORE_SQL = """
 CREATE OR REPLACE TEMP TABLE th_occ2 AS
-SELECT sha256(concat_ws(chr(31), o.kind, o.service, o.endpoint, o.pattern)) AS fingerprint, o.*,
+WITH fp AS (
+    SELECT kind, service, endpoint, pattern,
+           sha256(concat_ws(chr(31), kind, service, endpoint, pattern)) AS fingerprint
+    FROM (SELECT DISTINCT kind, service, endpoint, pattern FROM th_occ)
+)
+SELECT fp.fingerprint, o.* EXCLUDE (span_ids), o.rowid AS occ_row,
        t.trace_id, t.ts, c.filepath, c.lineno, c.function
-FROM th_occ o JOIN th_traces t ON t.tix = o.tix LEFT JOIN th_code c ON c.code_h = o.code_h
+FROM th_occ o JOIN fp ON fp.kind = o.kind AND fp.service = o.service AND fp.endpoint = o.endpoint
+     AND fp.pattern = o.pattern
+JOIN th_traces t ON t.tix = o.tix LEFT JOIN th_code c ON c.code_h = o.code_h
 """
 
 AGG_SQL = """
@@ -79,8 +86,9 @@ def store_occurrences(cur) -> None:
         """INSERT INTO finding_occurrences
            (finding_id, trace_id, "timestamp", impact_ms, span_count, duration_ms, span_ids,
             code_filepath, code_lineno, code_function, detail)
-           SELECT left(fingerprint, 16), trace_id, ts, impact_ms, span_count, duration_ms, span_ids,
-                  filepath, lineno, function, detail FROM th_occ2"""
+           SELECT left(o2.fingerprint, 16), o2.trace_id, o2.ts, o2.impact_ms, o2.span_count, o2.duration_ms,
+                  o.span_ids, o2.filepath, o2.lineno, o2.function, o2.detail
+           FROM th_occ2 o2 JOIN th_occ o ON o.rowid = o2.occ_row"""
     )
     cur.execute(
         """INSERT INTO th_touched SELECT DISTINCT left(fingerprint, 16) FROM th_occ2

@@ -1,27 +1,26 @@
-"""Selecting traces, classifying their spans, and normalising each distinct operation once.
+"""Selecting traces and loading their spans' facts for one analysis pass.
 
-Builds connection-local TEMP tables that every detector reads (run on one cursor):
+Builds connection-local TEMP tables that every detector reads (run on one cursor), all from the
+span facts of :mod:`tracehound.analyzer.derive` (never from ``SpanAttributes``):
 
-``th_traces``  one row per analysed trace: ``tix`` (a small int id), ``trace_id``, ``service``,
-               ``endpoint`` (``http.route`` of the root server span, ``''`` without one),
+``th_traces``  one row per analysed trace: ``tix`` (the 64-bit hash of the trace id), ``trace_id``,
+               ``service``, ``endpoint`` (``http.route`` of the root server span, ``''`` without one),
                ``http_method``, ``http_status_code``, ``start_ns``, ``ts``, ``duration_ns``, ``is_error``,
                ``root_sid``. The root is the earliest ``Server`` span of the trace.
 ``th_spans``   one narrow row per span of those traces: ``tix``, ``sid``/``pid`` (span / parent id as
                UBIGINT, 0 = no parent), ``pk``/``ppk`` (one-column keys of (trace, span) and
-               (trace, parent): fast joins and partitions), ``start_ns``, ``end_ns``, ``dur_ns``, ``cat``, ``key_h``
-               (hash of the raw operation), ``params_h``, ``code_h``, ``cache_hit``, ORM lazy-load info.
-``th_keys``    one row per distinct raw operation: its normalised form (``norm``), ``op_h`` (hash of
-               the normalised form: spans with equal ``op_h`` do the same thing), and flags.
-``th_code``    one row per distinct code location (``code_h`` -> filepath, lineno, function).
+               (trace, parent): fast joins and partitions), ``start_ns``, ``end_ns``, ``dur_ns``, ``cat``,
+               ``key_h`` (hash of the raw operation), ``params_h``, ``code_h``, ``cache_hit``, ORM
+               lazy-load info. A table (per-trace phase) or a view (windowed phase).
+``th_keys``    view of ``span_keys``: per distinct raw operation its normalised form (``norm``),
+               ``op_h`` (hash of the normalised form: spans with equal ``op_h`` do the same thing), flags.
+``th_code``    view of ``span_code`` (``code_h`` -> filepath, lineno, function).
 
-Classification (``cat``) from the attribute contract, first match wins:
+Classification (``cat``, :data:`tracehound.analyzer.derive.CAT_SQL`), first match wins:
 ``connect`` (span named ``connect``: a new DB connection), ``cache`` (``cache.operation``, a ``cache.*``
 name, or ``db.system`` redis/memcached: like Sentry, redis is never an N+1 *DB* query), ``db``
 (``db.system``/``db.system.name``/``db.statement``/``db.query.text``), ``http`` (CLIENT span with
 ``http.request.method``/``http.method``), ``template`` (``jinja2.*``), ``server`` (SERVER span), ``other``.
-
-Raw strings never enter ``th_spans`` (10 M statements would not fit in 2 GB): they are scanned once
-for their DISTINCT values, normalised in Python, and referenced by hash.
 """
 
 from __future__ import annotations
@@ -87,14 +86,20 @@ def select_traces(
     return cur.execute("SELECT count(*) FROM th_traces").fetchall()[0][0]
 
 
-def load_spans(cur, min_rowid: int | None = None, view: bool = False) -> int | None:
+def load_spans(cur, min_rowid: int | None = None, view: bool = False, tix_range=None) -> int | None:
     """Create ``th_spans`` (the facts of the spans of the traces in ``th_traces``) and the views
     ``th_keys`` / ``th_code`` over the persistent dictionaries.
 
     ``view=True`` makes ``th_spans`` a view (nothing materialised; for the windowed detectors, which
     read a few columns of many spans) and returns None; otherwise returns the span count.
+    ``tix_range`` ``(lo, hi)``: only traces whose key is in that inclusive range (a cheap filter
+    applied before the semi join; the chunked per-trace phase passes its chunk's range).
     """
     rowid_filter = f"AND f.rid >= {int(min_rowid)}" if min_rowid is not None else ""
+    if tix_range is not None:
+        rowid_filter += (
+            f" AND f.trace_h BETWEEN {int(tix_range[0])}::UBIGINT AND {int(tix_range[1])}::UBIGINT"
+        )
     cur.execute("CREATE OR REPLACE TEMP VIEW th_keys AS SELECT * FROM span_keys")
     cur.execute("CREATE OR REPLACE TEMP VIEW th_code AS SELECT * FROM span_code")
     kind = cur.execute(
@@ -108,7 +113,7 @@ def load_spans(cur, min_rowid: int | None = None, view: bool = False) -> int | N
         SELECT f.trace_h AS tix, f.rid, f.sid, f.pid, hash(f.trace_h, f.sid) AS pk,
                CASE WHEN f.pid <> 0 THEN hash(f.trace_h, f.pid) END AS ppk,
                f.start_ns, f.dur_ns, f.start_ns + f.dur_ns AS end_ns,
-               f.cat, f.key_h, f.params_h, f.code_h, f.cache_hit, f.orm_rel, f.orm_uselist, f.is_error
+               f.cat, f.key_h, f.params_h, f.code_h, f.cache_hit, f.orm_rel, f.orm_uselist, f.is_error, f.new_conn
         FROM span_facts f SEMI JOIN th_traces t ON f.trace_h = t.tix
         WHERE true {rowid_filter}
         """

@@ -15,37 +15,43 @@ misses come from ``cache.hit``.
 
 from __future__ import annotations
 
-EXCLUSIVE_SQL = """
-CREATE OR REPLACE TEMP TABLE th_excl AS
+#: Time covered by children, per trace and category of the PARENT: the union length of each
+#: parent's children clipped to the parent. Sorted by start, each child adds only what lies beyond
+#: the latest end before it. Summed per (trace, parent category) directly: no per-span table.
+COVERED_SQL = """
+CREATE OR REPLACE TEMP TABLE th_cov AS
 WITH ch AS (
-    SELECT c.ppk, greatest(c.start_ns, p.start_ns) AS s, least(c.end_ns, p.end_ns) AS e
+    SELECT c.ppk, p.tix, p.cat AS pcat, greatest(c.start_ns, p.start_ns) AS s, least(c.end_ns, p.end_ns) AS e
     FROM th_spans c JOIN th_spans p ON c.ppk = p.pk
     WHERE c.end_ns > p.start_ns AND c.start_ns < p.end_ns
 ),
 w AS (
-    SELECT ppk, s, e, max(e) OVER (PARTITION BY ppk ORDER BY s, e
-                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_e
+    SELECT tix, pcat, s, e, max(e) OVER (PARTITION BY ppk ORDER BY s, e
+                                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_e
     FROM ch
-),
-covered AS (
-    -- Union length of intervals sorted by start: each adds what lies beyond every earlier end.
-    SELECT ppk, sum(greatest(e - greatest(s, coalesce(prev_e, s)), 0)) AS covered_ns
-    FROM w GROUP BY ppk
 )
-SELECT sp.tix, sp.cat, greatest(sp.dur_ns - coalesce(cv.covered_ns, 0), 0) AS excl_ns
-FROM th_spans sp LEFT JOIN covered cv ON cv.ppk = sp.pk
+SELECT tix,
+       sum(cov) FILTER (WHERE pcat IN ('db', 'connect')) AS db, sum(cov) FILTER (WHERE pcat = 'cache') AS cache,
+       sum(cov) FILTER (WHERE pcat = 'http') AS http, sum(cov) FILTER (WHERE pcat = 'template') AS template,
+       sum(cov) FILTER (WHERE pcat IN ('server', 'other')) AS self
+FROM (SELECT tix, pcat, greatest(e - greatest(s, coalesce(prev_e, s)), 0) AS cov FROM w)
+GROUP BY tix
 """
 
+#: Exclusive time of a category = its spans' durations minus what their children cover (a child
+#: clipped to its parent never covers more than the parent's duration, so no span goes negative).
 SUMMARY_SQL = """
 CREATE OR REPLACE TEMP TABLE th_summary AS
 SELECT t.tix, t.trace_id, t.service, t.endpoint, t.http_method, t.http_status_code, t.ts AS start,
        t.duration_ns, t.is_error,
        coalesce(a.span_count, 0) AS span_count, coalesce(a.db_count, 0) AS db_count,
-       coalesce(x.db_ns, 0) AS db_ns, coalesce(a.cache_count, 0) AS cache_count,
+       (coalesce(a.db_ns, 0) - coalesce(x.db, 0))::BIGINT AS db_ns, coalesce(a.cache_count, 0) AS cache_count,
        coalesce(a.cache_hits, 0) AS cache_hits, coalesce(a.cache_misses, 0) AS cache_misses,
-       coalesce(x.cache_ns, 0) AS cache_ns, coalesce(a.http_count, 0) AS http_count,
-       coalesce(x.http_ns, 0) AS http_ns, coalesce(x.template_ns, 0) AS template_ns,
-       coalesce(x.self_ns, 0) AS self_ns
+       (coalesce(a.cache_ns, 0) - coalesce(x.cache, 0))::BIGINT AS cache_ns,
+       coalesce(a.http_count, 0) AS http_count,
+       (coalesce(a.http_ns, 0) - coalesce(x.http, 0))::BIGINT AS http_ns,
+       (coalesce(a.template_ns, 0) - coalesce(x.template, 0))::BIGINT AS template_ns,
+       (coalesce(a.self_ns, 0) - coalesce(x.self, 0))::BIGINT AS self_ns
 FROM th_traces t
 LEFT JOIN (
     SELECT tix, count(*)::INTEGER AS span_count,
@@ -53,24 +59,21 @@ LEFT JOIN (
            count(*) FILTER (WHERE cat = 'cache')::INTEGER AS cache_count,
            count(*) FILTER (WHERE cat = 'cache' AND cache_hit)::INTEGER AS cache_hits,
            count(*) FILTER (WHERE cat = 'cache' AND NOT cache_hit)::INTEGER AS cache_misses,
-           count(*) FILTER (WHERE cat = 'http')::INTEGER AS http_count
+           count(*) FILTER (WHERE cat = 'http')::INTEGER AS http_count,
+           sum(dur_ns) FILTER (WHERE cat IN ('db', 'connect')) AS db_ns,
+           sum(dur_ns) FILTER (WHERE cat = 'cache') AS cache_ns,
+           sum(dur_ns) FILTER (WHERE cat = 'http') AS http_ns,
+           sum(dur_ns) FILTER (WHERE cat = 'template') AS template_ns,
+           sum(dur_ns) FILTER (WHERE cat IN ('server', 'other')) AS self_ns
     FROM th_spans GROUP BY tix
 ) a ON a.tix = t.tix
-LEFT JOIN (
-    SELECT tix,
-           sum(excl_ns) FILTER (WHERE cat IN ('db', 'connect'))::BIGINT AS db_ns,
-           sum(excl_ns) FILTER (WHERE cat = 'cache')::BIGINT AS cache_ns,
-           sum(excl_ns) FILTER (WHERE cat = 'http')::BIGINT AS http_ns,
-           sum(excl_ns) FILTER (WHERE cat = 'template')::BIGINT AS template_ns,
-           sum(excl_ns) FILTER (WHERE cat IN ('server', 'other'))::BIGINT AS self_ns
-    FROM th_excl GROUP BY tix
-) x ON x.tix = t.tix
+LEFT JOIN th_cov x ON x.tix = t.tix
 """
 
 
 def build_summaries(cur) -> None:
     """Compute ``th_summary`` (``tix`` + the ``trace_summaries`` columns) for the traces in ``th_traces``."""
-    cur.execute(EXCLUSIVE_SQL)
+    cur.execute(COVERED_SQL)
     cur.execute(SUMMARY_SQL)
 
 

@@ -19,9 +19,12 @@ How it keeps up with ingest:
   added), and the findings it touches are recomputed, so counts never double. The windowed
   detectors see the late span at their next run. After a restart, traces analysed before it are
   not re-queued (their spans before the saved watermark were analysed).
+* Every pass first extends the span facts (:func:`tracehound.analyzer.derive.refresh_facts`) over the
+  new rows, so attribute extraction happens once per span, at the ingest rate.
 * Every ``aggregate_interval_seconds`` (30 s), if new traces were analysed, the windowed detectors
   (slow_endpoint, slow_query, slow_span, cache_miss_ratio, connection_churn) re-run over the last
-  ``aggregate_window_hours`` (24 h) of traces.
+  ``aggregate_window_hours`` (24 h) of traces, reading narrow facts columns and the stored
+  ``trace_summaries`` (no exclusive-time recomputation); a re-scan whose cost grows with the window.
 * State (``analyzer_state``): ``scan_rowid`` = first rowid of the oldest still-pending trace, so a
   restart rescans from there (already analysed traces are skipped); ``last_run_at``; ``traces_pending``.
 """

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import hashlib
+import logging
 import re
 import sys
 
@@ -44,6 +45,7 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]
 _TOKEN = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9+/_=-]*[0-9])[A-Za-z0-9+/_=-]{16,}")
 _NUMBER = re.compile(r"\d+")
 _MODE = cache_key_mode()
+_log = logging.getLogger("tracehound.instrumentation")
 _READS = {"get", "get_many", "has"}
 _OPERATIONS = ("get", "get_many", "has", "set", "add", "delete", "set_many", "delete_many")
 _installed = False
@@ -90,6 +92,34 @@ class _Op:
         self.span = span
 
 
+def _attributes(cache, operation: str, args: tuple, caller) -> dict:
+    """Span attributes of one Flask-Caching facade call (before it runs); ``caller`` is the
+    code object of the function that called the facade."""
+    attrs = {"cache.operation": operation, "cache.backend": type(cache.cache).__name__}
+    memo = _MEMO_KEYS.get()
+    if operation in ("get_many", "set_many", "delete_many"):
+        keys = list(args[0].keys()) if operation == "set_many" and args else list(args)
+        attrs["cache.keys"] = " ".join(sorted({_key_attr(k) for k in keys}))
+        attrs["cache.key"] = attrs["cache.keys"]
+    elif args:
+        attrs["cache.key"] = _key_attr(args[0])
+        if memo and args[0] in memo:
+            attrs["tracehound.cache.decorator"] = "memoize"
+    decorated = _DECORATED.get()
+    if (
+        decorated is not None
+        and "tracehound.cache.decorator" not in attrs
+        and caller.co_name == "decorated_function"
+        and "flask_caching" in caller.co_filename
+    ):
+        attrs.update(decorated)
+    if operation in ("set", "add") and len(args) > 1:
+        size = _size(args[1])
+        if size is not None:
+            attrs["cache.item_size"] = size
+    return attrs
+
+
 def _traced(operation: str, method):
     name = "cache." + operation
 
@@ -98,26 +128,10 @@ def _traced(operation: str, method):
         current = _CURRENT.get()
         if current is not None:  # nested facade call, or memoize's version bookkeeping
             return method(self, *args, **kwargs)
-        backend = type(self.cache).__name__
-        attrs = {"cache.operation": operation, "cache.backend": backend}
-        memo = _MEMO_KEYS.get()
-        if operation in ("get_many", "set_many", "delete_many"):
-            keys = list(args[0].keys()) if operation == "set_many" and args else list(args)
-            attrs["cache.keys"] = " ".join(sorted({_key_attr(k) for k in keys}))
-            attrs["cache.key"] = attrs["cache.keys"]
-        elif args:
-            attrs["cache.key"] = _key_attr(args[0])
-            if memo and args[0] in memo:
-                attrs["tracehound.cache.decorator"] = "memoize"
-        decorated = _DECORATED.get()
-        if decorated is not None and "tracehound.cache.decorator" not in attrs:
-            caller = sys._getframe(1).f_code
-            if caller.co_name == "decorated_function" and "flask_caching" in caller.co_filename:
-                attrs.update(decorated)
-        if operation in ("set", "add") and len(args) > 1:
-            size = _size(args[1])
-            if size is not None:
-                attrs["cache.item_size"] = size
+        try:
+            attrs = _attributes(self, operation, args, sys._getframe(1).f_code)
+        except Exception:  # noqa: BLE001 - unusual arguments: a span with fewer attributes
+            attrs = {"cache.operation": operation}
         with _tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attrs) as span:
             token = _CURRENT.set(_Op(span))
             try:
@@ -125,22 +139,30 @@ def _traced(operation: str, method):
             finally:
                 _CURRENT.reset(token)
             if span.is_recording() and operation in _READS:
-                if operation == "get":
-                    span.set_attribute("cache.hit", result is not None)
-                    size = _size(result)
-                    if size is not None:
-                        span.set_attribute("cache.item_size", size)
-                elif operation == "has":
-                    span.set_attribute("cache.hit", bool(result))
-                else:
-                    values = list(result or ())
-                    hits = sum(v is not None for v in values)
-                    span.set_attribute("cache.hit", bool(values) and hits == len(values))
-                    span.set_attribute("tracehound.cache.hit_count", hits)
-                    span.set_attribute("tracehound.cache.miss_count", len(values) - hits)
+                _record_result(span, operation, result)
             return result
 
     return wrapper
+
+
+def _record_result(span, operation: str, result) -> None:
+    """``cache.hit`` (and size / counts) from a read's result; never raises."""
+    try:
+        if operation == "get":
+            span.set_attribute("cache.hit", result is not None)
+            size = _size(result)
+            if size is not None:
+                span.set_attribute("cache.item_size", size)
+        elif operation == "has":
+            span.set_attribute("cache.hit", bool(result))
+        else:
+            values = list(result or ())
+            hits = sum(v is not None for v in values)
+            span.set_attribute("cache.hit", bool(values) and hits == len(values))
+            span.set_attribute("tracehound.cache.hit_count", hits)
+            span.set_attribute("tracehound.cache.miss_count", len(values) - hits)
+    except Exception:  # noqa: BLE001 - an odd result type: no hit attribute, never an app error
+        _log.debug("tracehound: could not record a cache result", exc_info=True)
 
 
 def _wrap_memoize_version(method):

@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind
 
 from .config import env_prefixes
 
+_UNSEEN = object()
 _LIBRARY_PACKAGES = ("sqlalchemy", "flask", "werkzeug", "opentelemetry", "flask_sqlalchemy", "flask_caching")
 
 
@@ -68,7 +69,7 @@ class CodeLocator:
         user_exclude = env_prefixes("TRACEHOUND_CODE_EXCLUDE") if exclude is None else exclude
         self.user_exclude = user_exclude
         self.exclude = default_excludes() + user_exclude
-        self._is_app: dict[str, bool] = {}
+        self._is_app: dict[str, str | None] = {}
 
     def is_app_file(self, filename: str) -> bool:
         """True when frames of ``filename`` count as application code."""
@@ -93,16 +94,16 @@ class CodeLocator:
         while frame is not None:
             code = frame.f_code
             filename = code.co_filename
-            ok = cache.get(filename)
-            if ok is None:
-                ok = cache[filename] = self.is_app_file(filename)
-            if ok:
+            path = cache.get(filename, _UNSEEN)
+            if path is _UNSEEN:
+                path = cache[filename] = os.path.abspath(filename) if self.is_app_file(filename) else None
+            if path is not None:
                 lineno = frame.f_lineno
                 template = frame.f_globals.get("__jinja_template__")
                 if template is not None:
                     with contextlib.suppress(Exception):  # best-effort template line mapping
                         lineno = template.get_corresponding_lineno(lineno)
-                return os.path.abspath(filename), lineno, getattr(code, "co_qualname", code.co_name)
+                return path, lineno, getattr(code, "co_qualname", code.co_name)
             frame = frame.f_back
         return None
 

@@ -9,7 +9,8 @@ configurator were picked. It
 2. prints ONE loud stderr warning per other refused library: its name, version and what is lost;
 3. installs tracehound's SQLAlchemy listeners and Flask-Caching spans;
 4. when another distro/configurator was picked (``opentelemetry-distro`` installed too), adds the
-   code-location processor to the SDK tracer provider and warns once about the defaults.
+   code-location processor, the SIGTERM flush and the reloader guard to the SDK tracer provider
+   and warns once about the defaults.
 """
 
 from __future__ import annotations
@@ -93,16 +94,20 @@ def post_instrument() -> None:
         handle_refused()
         if "sqlalchemy" not in disabled and "*" not in disabled:
             sqla.install()
+        sqla.install_dbapi_params_hash()
         if "flask_caching" not in disabled and "*" not in disabled:
             caching.install_flask_caching()
         if not configurator.configured:
             from opentelemetry import trace
 
+            from . import lifecycle
             from .codeloc import CodeLocationProcessor
 
             provider = trace.get_tracer_provider()
             if hasattr(provider, "add_span_processor"):
                 provider.add_span_processor(CodeLocationProcessor())
+                lifecycle.install_sigterm_flush(provider)
+            lifecycle.install_reloader_guard()
         _warn_foreign_distro()
     except Exception:  # noqa: BLE001 - tracing must never break the app
         _log.exception("tracehound: instrumentation set-up failed; the app runs with upstream spans only")

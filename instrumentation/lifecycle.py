@@ -14,14 +14,18 @@
   restarts the serving child. Once it enters ``run_with_reloader`` as the parent, its spans
   (e.g. queries run while importing the app) are dropped, so spans come only from the serving
   process. Spans the parent exported before that point (only if importing the app took longer
-  than ``OTEL_BSP_SCHEDULE_DELAY``, 5 s) cannot be recalled.
+  than ``OTEL_BSP_SCHEDULE_DELAY``, 5 s) cannot be recalled. On SIGTERM the parent forwards
+  the signal to the serving child and waits for it (Werkzeug would SIGKILL it, losing its
+  queued spans).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Sequence
 
@@ -136,6 +140,35 @@ def install_sigterm_flush(provider) -> bool:
     return True
 
 
+class _ForwardingSubprocess:
+    """Stands in for the ``subprocess`` module inside ``werkzeug._reloader`` (parent only).
+
+    Werkzeug's parent runs the serving child with ``subprocess.call``; on SIGTERM it raises
+    ``SystemExit`` inside ``call``, which SIGKILLs the child before it can flush its spans.
+    Here SIGTERM is forwarded to the child instead, and the parent waits for it to exit.
+    """
+
+    def __getattr__(self, name):
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def call(args, **kwargs):
+        with subprocess.Popen(args, **kwargs) as child:
+
+            def forward(signum, frame):
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGTERM)
+
+            previous = signal.signal(signal.SIGTERM, forward)
+            try:
+                return child.wait()
+            except BaseException:
+                child.kill()
+                raise
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+
+
 def install_reloader_guard() -> bool:
     """Drop spans of the Werkzeug reloader's parent process (see the module docstring)."""
     try:
@@ -149,6 +182,7 @@ def install_reloader_guard() -> bool:
     def run_with_reloader(*args, **kwargs):
         if os.environ.get("WERKZEUG_RUN_MAIN") != "true":
             drop_spans_of_this_process()
+            reloader.subprocess = _ForwardingSubprocess()
         return original(*args, **kwargs)
 
     run_with_reloader._tracehound = True

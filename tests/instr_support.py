@@ -155,13 +155,33 @@ class _Server:
 @contextlib.contextmanager
 def trace_server(tmp_path: Path, *extra_args: str):
     """Yield a :class:`_Server` around a real ``tracehound serve`` on free ports."""
-    try:
-        from support.server import running_server
-    except ImportError:  # INTERIM until the collector's test helper is merged
-        from _interim_receiver import interim_server
+    from tests.support.server import running_server
 
-        with interim_server(tmp_path) as server:
-            yield server
-        return
     with running_server(tmp_path, *extra_args) as server:
         yield _Server(server)
+
+
+def cached_venv(name: str, *requirements: str) -> Path:
+    """A venv (``--system-site-packages``) under ``.test-venvs/`` holding ``requirements`` plus an
+    editable tracehound and the ``opentelemetry-instrument`` launcher; reused while the
+    requirements stay the same (a marker file records them). Returns its ``bin`` directory."""
+    import hashlib
+
+    key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:10]
+    home = Path(os.environ.get("TRACEHOUND_TEST_VENVS", ROOT / ".test-venvs")) / f"{name}-{key}"
+    bin_dir = home / "bin"
+    marker = home / "tracehound-ready"
+    if marker.exists():
+        return bin_dir
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--system-site-packages", "--clear", str(home)], check=True)
+    pip = [str(bin_dir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, *requirements], check=True)
+    # --ignore-installed: the launcher script must be this venv's, not the base interpreter's.
+    subprocess.run(
+        [*pip, "--no-deps", "--ignore-installed", "opentelemetry-instrumentation==0.66b1"], check=True
+    )
+    subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True)
+    assert (bin_dir / "opentelemetry-instrument").exists()
+    marker.write_text("\n".join(requirements))
+    return bin_dir

@@ -144,14 +144,14 @@ def test_connection_churn(db):
         t.db("SELECT 1", 10, 1)
         churn.append(t)
     pooled = []
-    for i in range(12):
+    for i in range(12):  # every request checks a connection out of the pool; only the first opens one
         t = TraceBuilder(route="/pooled", duration_ms=50, start_ns=BASE_NS + i * MIN)
-        if i == 0:
-            t.connect(1, 8)
+        t.connect(1, 8, new=i == 0)
         pooled.append(t)
     store(db, *churn, *pooled)
     [f] = by_kind(analyze(db), "connection_churn")
     assert f["endpoint"] == "/churn" and f["evidence"]["ratio"] == 1.0 and f["impact_ms"] == 96.0
+    assert (f["code_filepath"], f["code_lineno"]) == ("app/db.py", 7)
 
 
 def test_chunked_per_trace_phase_gives_the_same_findings(db, monkeypatch):

@@ -166,3 +166,15 @@ def test_worker_reanalyses_trace_when_late_spans_arrive(db):
     rows = db.execute("SELECT span_count FROM trace_summaries").fetchall()
     assert rows == [(before + 2,)]
     assert worker.run_once() == 0
+
+
+def test_cli_rejects_bad_memory_limit(tmp_path, monkeypatch):
+    from tracehound.collector.store import open_database
+
+    path = tmp_path / "th.duckdb"
+    open_database(path).close()
+    monkeypatch.setenv("TRACEHOUND_DUCKDB_MEMORY_LIMIT", "lots")
+    proc = _cli("--db", str(path))
+    assert proc.returncode == 2
+    assert "TRACEHOUND_DUCKDB_MEMORY_LIMIT='lots' is not a DuckDB memory size" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -5,8 +5,9 @@ tracehound server."""
 from __future__ import annotations
 
 import pytest
-from conftest import free_port
-from instr_support import (
+
+from tests.conftest import free_port
+from tests.instr_support import (
     APP_DIR,
     SHOP,
     app_env,

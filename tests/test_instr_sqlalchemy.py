@@ -7,8 +7,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import free_port
-from instr_support import (
+
+from tests.conftest import free_port
+from tests.instr_support import (
     APP_DIR,
     SHOP,
     app_env,
@@ -94,12 +95,36 @@ def test_sqlite_flask_run(tmp_path):
         with running_app(cmd, env, APP_DIR, port) as proc:
             assert len(get(f"http://127.0.0.1:{port}/books")) == 5
             get(f"http://127.0.0.1:{port}/books/3")
+            assert get(f"http://127.0.0.1:{port}/raw") == [2, 3, 2]
+            assert get(f"http://127.0.0.1:{port}/rename/2") == {"renamed": 2}  # raw text() UPDATE: no 500
+            get(f"http://127.0.0.1:{port}/pooled")  # the pool already holds a connection
+            get(f"http://127.0.0.1:{port}/churn")  # a new engine, so a new connection
         assert proc.returncode in (0, -15), proc.output
         # upstream's "sqlalchemy only instruments ... nothing can be instrumented" is not shown
         assert "nothing can be instrumented" not in proc.output[1]
         spans = server.spans(min_count=20)
     _assert_books_trace(spans, "sqlite")
     _assert_repeat_trace(spans)
+    # raw DB-API (no SQLAlchemy): the sqlite3 spans get the parameters hash and code location too
+    raw = [s for s in children_of(spans, server_span(spans, "/raw")) if s["name"].startswith("SELECT")]
+    assert [s["scope"] for s in raw] == ["opentelemetry.instrumentation.sqlite3"] * 3
+    hashes = [s["attrs"]["tracehound.db.params_hash"] for s in raw]
+    assert hashes[0] == hashes[2] != hashes[1]
+    assert all(code_location(s)[:2] == (str(SHOP), str(mark_line("raw"))) for s in raw)
+    _assert_new_connections_marked(spans)
+
+
+def _assert_new_connections_marked(spans):
+    """Only the connect span that opened a new DB-API connection carries the mark, at the app's line."""
+
+    def connects(route):
+        return [s for s in children_of(spans, server_span(spans, route)) if s["name"] == "connect"]
+
+    churn = connects("/churn")
+    assert churn and all(s["attrs"].get("tracehound.db.new_connection") == "true" for s in churn)
+    assert all(code_location(s)[:2] == (str(SHOP), str(mark_line("churn_connect"))) for s in churn)
+    pooled = connects("/pooled")
+    assert pooled and all("tracehound.db.new_connection" not in s["attrs"] for s in pooled)
 
 
 @pytest.mark.services

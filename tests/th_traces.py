@@ -122,8 +122,14 @@ class TraceBuilder:
         )
         return self.span(method, start_ms, dur_ms, parent, "Client", attrs)
 
-    def connect(self, start_ms, dur_ms, parent=None):
-        return self.span("connect", start_ms, dur_ms, parent, "Client", {"db.system": "postgresql"})
+    def connect(self, start_ms, dur_ms, parent=None, new=True, code=("app/db.py", 7, "get_engine")):
+        """A SQLAlchemy ``connect`` span; ``new`` marks a new DB-API connection (not a pool checkout)."""
+        attrs = {"db.system": "postgresql"}
+        if new:
+            attrs["tracehound.db.new_connection"] = "true"
+        if code:
+            attrs.update({"code.filepath": code[0], "code.lineno": str(code[1]), "code.function": code[2]})
+        return self.span("connect", start_ms, dur_ms, parent, "Client", attrs)
 
     def template(self, name, start_ms, dur_ms, parent=None):
         return self.span(

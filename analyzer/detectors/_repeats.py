@@ -60,15 +60,13 @@ def find_repeats(
         """,
         [cat],
     )
-    # Phase 1: cheap counts on the single key (most groups are too small); phase 2: distinct
-    # parameters, then the heavy aggregates (lists, modes) only for the qualifying groups.
+    # Phase 1: cheap counts on the single key (most groups are too small); phase 2: the distinct
+    # parameters and the heavy aggregates (lists, modes) only for the groups left.
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE th_cand AS
         WITH g0 AS (SELECT gk FROM th_d GROUP BY gk HAVING count(*) >= ?),
-        d0 AS (SELECT * FROM th_d SEMI JOIN g0 USING (gk)),
-        g AS (SELECT gk FROM d0 d GROUP BY gk HAVING {having} >= ?),
-        d AS (SELECT * FROM d0 SEMI JOIN g USING (gk))
+        d AS (SELECT * FROM th_d SEMI JOIN g0 USING (gk))
         SELECT any_value(d.tix) AS tix, any_value(d.anchor) AS anchor, any_value(d.op_h) AS op_h,
                any_value(d.params_e) AS params_e, any_value(k.norm) AS norm, count(*) AS n,
                count(DISTINCT d.params_e) AS n_distinct,
@@ -77,7 +75,7 @@ def find_repeats(
                mode(d.code_h) AS code_h, mode(d.orm_rel) AS orm_rel, bool_or(d.orm_uselist) AS orm_uselist,
                arg_min(d.pid, d.start_ns) AS first_pid, arg_min(d.sid, d.start_ns) AS first_sid
         FROM d JOIN (SELECT DISTINCT op_h, norm FROM th_keys) k ON k.op_h = d.op_h
-        GROUP BY d.gk
+        GROUP BY d.gk HAVING {having} >= ?
         """,
         [min_distinct, min_distinct],
     )

@@ -1,11 +1,13 @@
 """``connection_churn``: most requests open a new database connection (the pool is not reused).
 
 Per (service, route) over the analysed window: the share of requests with at least one SQLAlchemy
-``connect`` span. Flagged when that share is >= ``min_ratio`` (default 0.5: "most requests", the
+``connect`` span that opened a NEW DB-API connection (marked ``tracehound.db.new_connection=true`` by
+the instrumentation; unmarked ``connect`` spans are checkouts from the pool and do not count). Flagged when that share is >= ``min_ratio`` (default 0.5: "most requests", the
 issue's wording) over at least ``min_requests`` (10) requests. A healthy pool opens connections only
 on warm-up, so even 50% means connections are created per request (NullPool, engine per request,
 ``pool_pre_ping`` failures, or a process-per-request server).
-Occurrences: the requests that connected; impact: their time in ``connect`` spans.
+Occurrences: the requests that connected; impact: their time in those ``connect`` spans; code
+location: the most common location of those spans (where the engine / connection is created).
 Severity: ``high`` when >= 90% of requests connect, else ``medium``.
 """
 
@@ -21,8 +23,9 @@ def detect(cur, cfg) -> int:
     """Append connection-churn occurrences and statistics (window: the traces in ``th_traces``)."""
     cur.execute(
         f"""CREATE OR REPLACE TEMP TABLE th_conn AS
-            SELECT tix, count(*) AS n, sum(dur_ns) AS total_ns, list({hex_sid("sid")}) AS sids, max(dur_ns) AS mx
-            FROM th_spans WHERE cat = 'connect' GROUP BY tix"""
+            SELECT tix, count(*) AS n, sum(dur_ns) AS total_ns, list({hex_sid("sid")}) AS sids, max(dur_ns) AS mx,
+                   mode(code_h) AS code_h
+            FROM th_spans WHERE cat = 'connect' AND new_conn GROUP BY tix"""
     )
     routes = cur.execute(
         """SELECT t.service, t.endpoint, count(*), count(c.tix), avg(c.total_ns)
@@ -48,7 +51,7 @@ def detect(cur, cfg) -> int:
             },
         )
         rows = cur.execute(
-            """SELECT c.tix, c.n, c.total_ns, c.sids FROM th_conn c JOIN th_traces t ON t.tix = c.tix
+            """SELECT c.tix, c.n, c.total_ns, c.sids, c.code_h FROM th_conn c JOIN th_traces t ON t.tix = c.tix
                WHERE t.service = ? AND t.endpoint = ?""",
             [service, endpoint],
         ).fetchall()
@@ -63,10 +66,10 @@ def detect(cur, cfg) -> int:
                 "span_count": k,
                 "duration_ms": ms(total),
                 "span_ids": sids,
-                "code_h": None,
+                "code_h": code_h,
                 "detail": {},
             }
-            for tix, k, total, sids in rows
+            for tix, k, total, sids, code_h in rows
         )
     return emit(cur, out)
 

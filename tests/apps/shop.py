@@ -2,20 +2,24 @@
 
 Configuration (environment): ``SHOP_DB_URL`` (SQLAlchemy URL, default SQLite file in cwd),
 ``SHOP_CACHE_TYPE`` (Flask-Caching ``CACHE_TYPE``: SimpleCache, RedisCache, FileSystemCache),
-``SHOP_CACHE_DIR`` (FileSystemCache dir), ``SHOP_REDIS_URL``, ``SHOP_PORT``, ``SHOP_RELOADER``.
+``SHOP_CACHE_DIR`` (FileSystemCache dir), ``SHOP_REDIS_URL``, ``SHOP_PORT``, ``SHOP_RELOADER``,
+``SHOP_OUTBOUND_URL`` (target of /outbound).
 Lines the tests assert on carry a ``# MARK:<name>`` comment; tests find their line numbers.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 
+import httpx
 import redis
+import requests
 from flask import Flask, jsonify
 from flask_caching import Cache
 from flask_sqlalchemy import SQLAlchemy
 from opentelemetry import trace
-from sqlalchemy import ForeignKey, String, select
+from sqlalchemy import ForeignKey, String, create_engine, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -116,6 +120,43 @@ def register(app: Flask) -> None:
         both = client.mget(key, key + ":missing")
         client.delete(key)
         return jsonify({"hit": hit is not None, "miss": miss is None, "both": len(both)})
+
+    @app.route("/raw")
+    def raw_dbapi():
+        conn = sqlite3.connect(":memory:")
+        cursor = conn.cursor()
+        values = [cursor.execute("SELECT ? + 1", (n,)).fetchone()[0] for n in (1, 2, 1)]  # MARK:raw
+        conn.close()
+        return jsonify(values)
+
+    @app.route("/outbound")
+    def outbound():
+        url = os.environ["SHOP_OUTBOUND_URL"]
+        first = requests.get(url, timeout=5)  # MARK:requests_get
+        second = httpx.get(url, timeout=5)  # MARK:httpx_get
+        return jsonify({"status": [first.status_code, second.status_code]})
+
+    @app.route("/rename/<int:book_id>")
+    def rename(book_id: int):
+        db.session.execute(  # MARK:raw_update
+            text(f"UPDATE {Book.__tablename__} SET title = title WHERE id = :id"), {"id": book_id}
+        )
+        db.session.commit()
+        return jsonify({"renamed": book_id})
+
+    @app.route("/churn")
+    def churn():
+        engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+        with engine.connect() as conn:  # MARK:churn_connect
+            n = conn.execute(select(Book.id).limit(1)).scalar()
+        engine.dispose()
+        return jsonify({"n": n})
+
+    @app.route("/pooled")
+    def pooled():
+        with db.engine.connect() as conn:  # MARK:pooled_connect
+            n = conn.execute(select(Book.id).limit(1)).scalar()
+        return jsonify({"n": n})
 
     @app.route("/pid")
     def pid():

@@ -1,0 +1,102 @@
+"""In-process checks of the instrumentation's pure pieces: which frames count as application
+code (include/exclude prefixes), cache-key normalisation and the parameter hash."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tracehound.instrumentation.caching import normalise_key
+from tracehound.instrumentation.codeloc import CodeLocator
+from tracehound.instrumentation.sqla import params_hash
+
+HERE = str(Path(__file__).resolve())
+
+
+def _call_from(path: str, fn):
+    """Call ``fn`` from a frame whose file name is ``path`` (as if that file called it)."""
+    namespace: dict = {}
+    exec(compile("def call(fn):\n    return fn()\n", path, "exec"), namespace)
+    return namespace["call"](fn)
+
+
+def test_default_rules_skip_libraries_and_find_this_test():
+    locator = CodeLocator(include=(), exclude=())
+    assert locator.is_app_file(HERE)
+    assert not locator.is_app_file(os.__file__)  # standard library
+    import flask
+    import sqlalchemy
+
+    assert not locator.is_app_file(sqlalchemy.__file__)
+    assert not locator.is_app_file(flask.__file__)
+    assert not locator.is_app_file("/srv/app/.venv/lib/python3.11/site-packages/lib/x.py")
+    assert not locator.is_app_file("<frozen importlib._bootstrap>")
+    lib_file = os.path.join(os.path.dirname(os.__file__), "somelib.py")
+    path, line, function = _call_from(lib_file, lambda: locator.find(depth=0))
+    assert (path, function) == (
+        HERE,
+        "test_default_rules_skip_libraries_and_find_this_test.<locals>.<lambda>",
+    )
+    assert line > 0
+
+
+def test_exclude_and_include_prefixes(tmp_path):
+    helper = str(tmp_path / "helpers" / "db.py")
+    locator = CodeLocator(include=(), exclude=(str(tmp_path / "helpers"),))
+    assert not locator.is_app_file(helper)
+    found = _call_from(helper, functools.partial(locator.find, 0))
+    assert found[0] == HERE  # the excluded helper frame is skipped
+
+    only = CodeLocator(include=(str(tmp_path / "helpers"),), exclude=())
+    assert only.is_app_file(helper)
+    assert not only.is_app_file(HERE)  # with an include list, only those prefixes count
+    assert _call_from(helper, functools.partial(only.find, 0))[0] == helper
+
+
+def test_prefixes_from_environment(tmp_path):
+    code = (
+        "from tracehound.instrumentation.codeloc import CodeLocator\n"
+        "l = CodeLocator()\n"
+        f"print(l.is_app_file({str(tmp_path / 'a' / 'x.py')!r}), l.is_app_file({str(tmp_path / 'b' / 'y.py')!r}))\n"
+    )
+    env = {**os.environ, "TRACEHOUND_CODE_EXCLUDE": str(tmp_path / "b"), "TRACEHOUND_CODE_INCLUDE": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]
+    env["TRACEHOUND_CODE_INCLUDE"] = f"{tmp_path / 'b'},{tmp_path / 'c'}"
+    env["TRACEHOUND_CODE_EXCLUDE"] = ""
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_normalise_key_removes_user_data():
+    assert normalise_key("book:42") == "book:{n}"
+    assert normalise_key(b"user:7:cart:13") == "user:{n}:cart:{n}"
+    assert normalise_key("session:3f2b8c1e-9a4d-4b6e-8f00-1234567890ab") == "session:{uuid}"
+    assert normalise_key("view//books/12") == "view//books/{n}"
+    assert normalise_key("token:AbCdEf0123456789xyz") == "token:{hash}"
+    assert normalise_key("menu") == "menu"
+
+
+def test_params_hash_compares_parameters_not_values():
+    assert params_hash((1, "a")) == params_hash((1, "a"))
+    assert params_hash((1, "a")) != params_hash((2, "a"))
+    digest = params_hash({"email": "alice@example.com"})
+    assert len(digest) == 16 and "alice" not in digest
+    # salted per process unless TRACEHOUND_PARAMS_SALT fixes it
+    code = "from tracehound.instrumentation.sqla import params_hash; print(params_hash((1,)))"
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    ]
+    assert runs[0] != runs[1]
+    env = {**os.environ, "TRACEHOUND_PARAMS_SALT": "s3cret"}
+    fixed = [
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    ]
+    assert fixed[0] == fixed[1]
