@@ -19,12 +19,9 @@ import grpc
 from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from .decode import decode_request
+from .fastdecode import decode_protobuf
 from .writer import SpanWriter
 
 RETRY_AFTER_S = 1
@@ -60,9 +57,8 @@ class TraceService:
             given = dict(context.invocation_metadata() or ()).get("authorization", "")
             if not hmac.compare_digest(given.encode(), self._expected):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
-        request = ExportTraceServiceRequest()
         try:
-            request.ParseFromString(body)
+            decoded = decode_protobuf(body)
         except DecodeError as exc:
             stats.requests_bad += 1
             await context.abort(
@@ -70,7 +66,6 @@ class TraceService:
                 f"message is not a protobuf ExportTraceServiceRequest (truncated, garbage, or a string "
                 f"that is not valid UTF-8): {exc}",
             )
-        decoded = decode_request(request)
         stats.spans_received += decoded.count + decoded.rejected
         stats.spans_rejected += decoded.rejected
         if decoded.count:

@@ -25,16 +25,14 @@ import zlib
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .decode import DecodedBatch, decode_request
+from .fastdecode import decode_protobuf
 from .otlp_json import OtlpJsonError, parse_otlp_json
 from .writer import SpanWriter
 
@@ -156,11 +154,7 @@ def create_otlp_http_app(
         except ClientDisconnect:
             return Response(status_code=400)
         try:
-            if media == JSON:
-                message = parse_otlp_json(body)
-            else:
-                message = ExportTraceServiceRequest()
-                message.ParseFromString(body)
+            decoded = decode_request(parse_otlp_json(body)) if media == JSON else decode_protobuf(body)
         except OtlpJsonError as exc:
             stats.requests_bad += 1
             return _status_response(400, _INVALID_ARGUMENT, str(exc), media)
@@ -173,7 +167,6 @@ def create_otlp_http_app(
                 f"that is not valid UTF-8): {exc}",
                 media,
             )
-        decoded = decode_request(message)
         stats.spans_received += decoded.count + decoded.rejected
         stats.spans_rejected += decoded.rejected
         if decoded.count:

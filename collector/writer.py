@@ -8,6 +8,16 @@ concatenated Arrow tables, and commits once (group commit): many concurrent requ
 commit. If that insert fails, each batch is retried on its own, so one bad request cannot fail
 the others.
 
+Checkpoints: the writer runs ``CHECKPOINT`` itself each time ``otel_traces`` crosses a multiple of
+:data:`ROW_GROUP_ROWS` rows (after answering the requests of that commit; a group commit ends with
+the batch that crosses, so the checkpoint comes at most one request after the boundary). A checkpoint compresses
+the table's last, partly filled row group, and the next one rewrites it and frees the old blocks;
+checkpointing right after a row group fills leaves almost nothing to rewrite. Measured on 614,400
+benchmark spans (tmp script in the commit message): DuckDB's own WAL-size trigger left 66 free
+blocks (83.2 bytes/span of file, 55.0 in used blocks); aligned checkpoints left none (54.6
+bytes/span of file) and cost less CPU (13.2 vs 16.4 µs/span of insert). DuckDB's size trigger
+(``checkpoint_threshold``, see :mod:`~.store`) stays as a bound on the WAL.
+
 Backpressure: at most ``queue_max_spans`` spans may wait for commit. :meth:`submit` returns
 ``None`` when a batch would go over it (the receivers then answer 503 / ``UNAVAILABLE``); a single
 batch larger than the limit is still accepted when the queue is empty, so it cannot starve.
@@ -23,6 +33,9 @@ from dataclasses import dataclass, field
 
 from .decode import INSERT_SQL, DecodedBatch, combine
 
+#: DuckDB's row group size (rows): the writer checkpoints when ``otel_traces`` crosses a multiple.
+ROW_GROUP_ROWS = 122_880
+
 
 @dataclass
 class IngestStats:
@@ -36,6 +49,8 @@ class IngestStats:
     requests_bad: int = 0
     commits: int = 0
     commit_ns_total: int = 0
+    checkpoints: int = 0
+    checkpoint_ns_total: int = 0
     started_at_ns: int = field(default_factory=time.time_ns)
 
     def as_dict(self) -> dict:
@@ -52,6 +67,7 @@ class SpanWriter:
 
     def __init__(self, con, queue_max_spans: int, stats: IngestStats | None = None):
         self._cursor = con.cursor()
+        self._rows = self._cursor.execute("SELECT count(*) FROM otel_traces").fetchall()[0][0]
         self.queue_max_spans = queue_max_spans
         self.stats = stats or IngestStats()
         self._cv = threading.Condition()
@@ -104,8 +120,7 @@ class SpanWriter:
                     self._cv.wait()
                 if not self._queue and self._stopping:
                     return
-                batch = list(self._queue)
-                self._queue.clear()
+                batch = self._take_group()
             n = sum(b.count for b, _ in batch)
             started = time.perf_counter_ns()
             try:
@@ -127,12 +142,41 @@ class SpanWriter:
             stats = self.stats
             stats.commits += 1
             stats.commit_ns_total += time.perf_counter_ns() - started
+            before = self._rows
             for (b, future), error in zip(batch, results, strict=True):
                 if error is None:
                     stats.spans_committed += b.count
+                    self._rows += b.count
                     future.set_result(b.count)
                 else:
                     future.set_exception(error)
+            if self._rows // ROW_GROUP_ROWS != before // ROW_GROUP_ROWS:
+                self._checkpoint()
+
+    def _take_group(self) -> list[tuple[DecodedBatch, Future]]:
+        """Everything queued, but ending with the batch that fills the current row group (if any).
+
+        Stopping there keeps the checkpoint that follows close to the row group boundary, so the
+        next checkpoint has at most one request's spans to rewrite (under load a group can hold
+        up to ``queue_max_spans`` spans, which would otherwise all be rewritten).
+        """
+        queue = self._queue
+        room = ROW_GROUP_ROWS - self._rows % ROW_GROUP_ROWS
+        group, spans = [], 0
+        while queue and spans < room:
+            item = queue.popleft()
+            group.append(item)
+            spans += item[0].count
+        return group
+
+    def _checkpoint(self) -> None:
+        started = time.perf_counter_ns()
+        try:
+            self._cursor.execute("CHECKPOINT").fetchall()
+        except Exception:  # e.g. a concurrent checkpoint: DuckDB's own trigger will catch up
+            return
+        self.stats.checkpoints += 1
+        self.stats.checkpoint_ns_total += time.perf_counter_ns() - started
 
     def _insert(self, batches: list[DecodedBatch]) -> None:
         spans, resources, scopes = combine(batches)
