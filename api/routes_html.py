@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from . import charts, queries
+from .params import FindingKind, finding_filters
 from .routes_json import db_cursor
 
 router = APIRouter(include_in_schema=False)
@@ -126,18 +127,19 @@ def finding_page(request: Request, cur: Cursor, finding_id: str):
 def findings_page(
     request: Request,
     cur: Cursor,
-    service: str | None = None,
-    kind: str | None = None,
-    endpoint: str | None = None,
-    severity: str | None = None,
+    filters: Annotated[dict, Depends(finding_filters)],
     cursor: str | None = Query(None, max_length=1000),
 ):
-    """All findings with the same filters as ``/api/findings`` (50 per page)."""
-    page = queries.list_findings(
-        cur, service=service, kind=kind, endpoint=endpoint, severity=severity or None, cursor=cursor
-    )
-    filters = {"service": service, "kind": kind, "endpoint": endpoint, "severity": severity}
-    return _render(request, "findings.html", page=page, filters=filters)
+    """All findings with the same filters, window and sort as ``/api/findings`` (50 per page); empty
+    form fields are no filter."""
+    page = queries.list_findings(cur, **filters, cursor=cursor or None)
+    form = {
+        k: (v.isoformat().replace("+00:00", "Z") if isinstance(v, dt.datetime) else v)
+        for k, v in filters.items()
+    }
+    form["since"] = request.query_params.get("since") or form["since"]
+    form["until"] = request.query_params.get("until") or form["until"]
+    return _render(request, "findings.html", page=page, filters=form, kinds=list(FindingKind))
 
 
 @router.get("/endpoints", response_class=HTMLResponse)

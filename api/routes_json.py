@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BeforeValidator
 
 from . import queries
 from .models import EndpointList, EndpointSeries, ErrorBody, FindingDetail, FindingPage, Service, Trace
+from .params import Since, Until, finding_filters
 
 ERRORS = {
     400: {"model": ErrorBody, "description": "A parameter is malformed."},
@@ -33,51 +31,23 @@ def db_cursor(request: Request):
 
 
 Cursor = Annotated[Any, Depends(db_cursor)]
-ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$", re.I)
-
-
-def iso_8601(value):
-    """Accept only ISO 8601 date/times (pydantic alone would also take '0.5' as a Unix time)."""
-    if isinstance(value, str) and not ISO_8601.match(value.strip()):
-        raise ValueError("must be an ISO 8601 date-time such as 2026-11-16T10:00:00Z")
-    return value
-
-
-IsoDateTime = Annotated[dt.datetime, BeforeValidator(iso_8601)]
-Since = Annotated[IsoDateTime | None, Query(description="Window start, ISO 8601 (UTC if no offset).")]
-Until = Annotated[IsoDateTime | None, Query(description="Window end (exclusive), ISO 8601.")]
 
 
 @router.get("/findings", response_model=FindingPage)
 def findings(
     cur: Cursor,
-    service: str | None = None,
-    kind: str | None = None,
-    endpoint: str | None = Query(None, description="http.route, exactly"),
-    severity: Literal["low", "medium", "high"] | None = None,
-    since: Since = None,
-    until: Until = None,
-    sort: Literal["impact_ms", "occurrences", "last_seen"] = "impact_ms",
+    filters: Annotated[dict, Depends(finding_filters)],
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = Query(None, max_length=1000, description="next_cursor of the previous page"),
 ):
     """Findings, sorted by ``sort`` descending (default ``impact_ms``), ``limit`` per page.
 
-    With ``since``/``until`` the counts and impact cover only occurrences in that window.
-    400 for a cursor this API did not return or ``since`` after ``until``.
+    Filters: ``service``, ``kind``, ``endpoint`` (http.route), ``severity``; an empty value means
+    no filter. With ``since``/``until`` the counts and impact cover only occurrences in that window.
+    400 for a cursor this API did not return or ``since`` after ``until``; 422 for an unknown
+    ``kind``/``severity``/``sort``.
     """
-    return queries.list_findings(
-        cur,
-        service=service,
-        kind=kind,
-        endpoint=endpoint,
-        severity=severity,
-        since=since,
-        until=until,
-        sort=sort,
-        limit=limit,
-        cursor=cursor,
-    )
+    return queries.list_findings(cur, **filters, limit=limit, cursor=cursor or None)
 
 
 @router.get("/findings/{finding_id}", response_model=FindingDetail)
