@@ -63,8 +63,11 @@ def _clean(svg: str | bytes) -> Markup:
     return Markup(ET.tostring(root, encoding="unicode"))
 
 
-def sparkline(values: list[float | None], *, width: int = 120, height: int = 28) -> Markup:
+def sparkline(
+    values: list[float | None], *, width: int = 120, height: int = 28, title: str = "p95 ms per bucket"
+) -> Markup:
     """A tiny line of ``values`` (``None`` leaves a gap); empty Markup with fewer than two values.
+    Its ``<title>`` (the tooltip) lists the values with one decimal; ``title`` must not come from spans.
 
     Drawn as a bare SVG polyline rather than with pygal: pygal costs ~10 ms per chart, and the
     overview has one sparkline per route (40 routes would take 400 ms). The SVG holds only numbers
@@ -93,9 +96,10 @@ def sparkline(values: list[float | None], *, width: int = 120, height: int = 28)
         else f'<circle cx="{seg[0].split(",")[0]}" cy="{seg[0].split(",")[1]}" r="1.4" fill="{PALETTE[0]}"/>'
         for seg in segments
     )
+    label = ", ".join("–" if v is None else f"{v:.1f}" for v in values)
     return Markup(
         f'<svg xmlns="{SVG_NS}" class="sparkline" role="img" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}">{lines}</svg>'
+        f'viewBox="0 0 {width} {height}"><title>{title}: {label}</title>{lines}</svg>'
     )
 
 

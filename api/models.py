@@ -136,7 +136,12 @@ class Endpoint(BaseModel):
     error_rate: float
     queries_per_request: float
     cache_hit_ratio: float | None = Field(description="null when the route made no cache lookups.")
-    findings_impact_ms: float
+    findings_impact_ms: float = Field(
+        description="Time wasted by the route's findings, leaving out symptom kinds (slow_endpoint, slow_span)."
+    )
+    trend_p95_ms: list[float | None] | None = Field(
+        None, description="With ?trend=true: p95 ms per time bucket of the window (null = no request)."
+    )
 
 
 class EndpointList(BaseModel):
@@ -175,4 +180,7 @@ class Service(BaseModel):
     p95_ms: float | None
     last_seen: UtcDateTime | None
     findings: int
-    impact_ms: float
+    impact_ms: float = Field(
+        description="Time wasted by the service's findings, leaving out symptom kinds (slow_endpoint, "
+        "slow_span): their time is the same time as the causes found on the route."
+    )

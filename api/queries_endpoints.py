@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .query_base import _TS_MIN, TREND_BUCKETS, NotFound, _window
+from .query_base import _TS_MIN, SYMPTOM_KINDS, TREND_BUCKETS, NotFound, _window
 
 
 def list_endpoints(
@@ -22,7 +22,7 @@ def list_endpoints(
     ``p99_ms`` (latency of the root server span), ``throughput_rps`` (requests divided by the seconds
     between the window's first and last request, at least 1 s), ``error_rate`` (0..1: 5xx or span
     status Error), ``queries_per_request`` (mean DB client spans), ``cache_hit_ratio`` (0..1, ``None``
-    with no cache lookups), ``impact_ms`` of open findings on the route and, with ``with_trend``,
+    with no cache lookups), ``findings_impact_ms`` of the route's findings (without :data:`SYMPTOM_KINDS`) and, with ``with_trend``,
     ``trend_p95_ms`` (``TREND_BUCKETS`` values, ``None`` for empty buckets).
     Returns ``{"since", "until", "items"}``, the routes that took the most server time first.
     """
@@ -63,7 +63,9 @@ def list_endpoints(
     impacts = dict(
         ((s, e), i)
         for s, e, i in cur.execute(
-            "SELECT service, endpoint, sum(impact_ms) FROM findings GROUP BY ALL"
+            "SELECT service, endpoint, coalesce(sum(impact_ms) FILTER (WHERE NOT list_contains(?, kind)), 0) "
+            "FROM findings GROUP BY ALL",
+            [list(SYMPTOM_KINDS)],
         ).fetchall()
     )
     totals.sort(key=lambda r: (-r[6], r[0], r[1]))  # most server time first
@@ -165,7 +167,8 @@ def list_services(cur, *, since: dt.datetime | None = None, until: dt.datetime |
     or in ``findings``, with totals.
 
     Each item: ``service``, ``requests``, ``endpoints`` (distinct routes), ``error_rate`` (0..1),
-    ``p95_ms``, ``last_seen``, ``findings`` (count) and ``impact_ms`` (sum over findings).
+    ``p95_ms``, ``last_seen``, ``findings`` (count) and ``impact_ms`` (sum over findings, leaving out :data:`SYMPTOM_KINDS`:
+    a slow endpoint's time is the same time its N+1/HTTP/cache findings already count).
     """
     since, until = _window(cur, since, until)
     rows = cur.execute(
@@ -175,7 +178,9 @@ def list_services(cur, *, since: dt.datetime | None = None, until: dt.datetime |
                    avg(CASE WHEN is_error THEN 1.0 ELSE 0.0 END) AS error_rate,
                    quantile_cont(duration_ns, 0.95) / 1e6 AS p95_ms, max(start) AS last_seen
             FROM trace_summaries WHERE start >= ? AND start < ? GROUP BY service),
-        f AS (SELECT service, count(*) AS findings, sum(impact_ms) AS impact_ms, max(last_seen) AS last_seen
+        f AS (SELECT service, count(*) AS findings,
+                     sum(impact_ms) FILTER (WHERE NOT list_contains(?, kind)) AS impact_ms,
+                     max(last_seen) AS last_seen
               FROM findings GROUP BY service)
         SELECT coalesce(t.service, f.service), coalesce(t.requests, 0), coalesce(t.endpoints, 0),
                t.error_rate, t.p95_ms, greatest(t.last_seen, f.last_seen),
@@ -183,7 +188,7 @@ def list_services(cur, *, since: dt.datetime | None = None, until: dt.datetime |
         FROM t FULL OUTER JOIN f ON t.service = f.service
         ORDER BY 8 DESC, 2 DESC, 1
         """,
-        [since or _TS_MIN, until or _TS_MIN],
+        [since or _TS_MIN, until or _TS_MIN, list(SYMPTOM_KINDS)],
     ).fetchall()
     keys = ("service", "requests", "endpoints", "error_rate", "p95_ms", "last_seen", "findings", "impact_ms")
     return [dict(zip(keys, row, strict=True)) for row in rows]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BeforeValidator
 
 from . import queries
 from .models import EndpointList, EndpointSeries, ErrorBody, FindingDetail, FindingPage, Service, Trace
-from .params import Since, Until, finding_filters
+from .models_report import Status, WeeklyReport
+from .params import Since, Text, Until, blank_is_none, finding_filters
 
 ERRORS = {
     400: {"model": ErrorBody, "description": "A parameter is malformed."},
@@ -56,17 +58,26 @@ def finding(cur: Cursor, finding_id: str = Path(max_length=200)):
     return queries.get_finding(cur, finding_id)
 
 
-@router.get("/endpoints", response_model=EndpointList)
+@router.get("/endpoints", response_model=EndpointList, response_model_exclude_unset=True)
 def endpoints(
     cur: Cursor,
-    service: str | None = None,
-    route: str | None = Query(None, description="http.route, exactly"),
+    service: Text = None,
+    route: Annotated[
+        str | None, BeforeValidator(blank_is_none), Query(description="http.route, exactly")
+    ] = None,
     since: Since = None,
     until: Until = None,
+    trend: bool = Query(
+        False, description=f"Add trend_p95_ms: p95 ms in {queries.TREND_BUCKETS} time buckets."
+    ),
 ):
     """Per-route latency percentiles (ms), throughput (req/s), error rate, queries/request and cache
-    hit ratio from the analysed traces. Default window: from the oldest trace, at most 24 h, to the newest."""
-    return queries.list_endpoints(cur, service=service, route=route, since=since, until=until)
+    hit ratio from the analysed traces. Default window: from the oldest trace, at most 24 h, to the newest.
+    With ``trend=true`` each route also gets ``trend_p95_ms`` (the overview's sparklines; ``null`` for
+    an empty bucket)."""
+    return queries.list_endpoints(
+        cur, service=service, route=route, since=since, until=until, with_trend=trend
+    )
 
 
 @router.get("/endpoints/series", response_model=EndpointSeries)
@@ -95,7 +106,7 @@ def trace(cur: Cursor, trace_id: str = Path(max_length=200)):
     return queries.get_trace(cur, trace_id)
 
 
-@router.get("/reports/weekly", response_model=dict[str, Any])
+@router.get("/reports/weekly", response_model=WeeklyReport)
 def weekly(cur: Cursor, week: str | None = Query(None, description="ISO week YYYY-Www; default this week")):
     """The weekly report as JSON (``tracehound.api.report.weekly_report``). 400 for a malformed week."""
     from .report import BadWeekError, weekly_report
@@ -106,7 +117,7 @@ def weekly(cur: Cursor, week: str | None = Query(None, description="ISO week YYY
         raise queries.BadRequest(str(exc)) from exc
 
 
-@router.get("/status", response_model=dict[str, Any])
+@router.get("/status", response_model=Status)
 def status(cur: Cursor):
     """Ingest and analyzer counters (``spans_total``, ``traces_analyzed``, ``traces_pending``, ...)."""
     return queries.status(cur)
