@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from . import charts, queries
 from .params import FindingKind, finding_filters
@@ -173,11 +174,13 @@ def trace_page(request: Request, cur: Cursor, trace_id: str):
 
 @router.get("/reports/weekly", response_class=HTMLResponse)
 def weekly_page(request: Request, cur: Cursor, week: str | None = None):
-    """The weekly report's own HTML (``render_report(weekly_report(...), 'html')``); 400 for a bad week."""
+    """The weekly report's HTML (``render_report(weekly_report(...), 'html', fragment=True)``) inside
+    the UI's layout, with links to the previous and next week; 400 for a bad week."""
     from .report import BadWeekError, render_report, weekly_report
 
     try:
         report = weekly_report(cur, week)
     except BadWeekError as exc:
         raise queries.BadRequest(str(exc)) from exc
-    return HTMLResponse(render_report(report, "html"))
+    body = Markup(render_report(report, "html", fragment=True))  # escaped by the report's own Jinja2
+    return _render(request, "weekly.html", report=report, body=body)
