@@ -99,6 +99,9 @@ class Span(BaseModel):
     events: list[Event]
     code_location: CodeLocation | None
     statement: str | None
+    label: str = Field(
+        description="What the waterfall row says: statement, cache operation + key, HTTP method + URL, or the name."
+    )
     highlight: bool = Field(description="True for the offending spans of a finding's example trace.")
 
 

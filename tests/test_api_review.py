@@ -4,6 +4,7 @@ waterfall labels, time formats of the endpoint page."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import subprocess
@@ -261,3 +262,59 @@ def test_default_bind_address_is_loopback():
     assert out.returncode == 0, out.stderr
     text = re.sub(r"\s+", " ", out.stdout)
     assert re.search(r"--host TEXT .*?default: 127\.0\.0\.1", text), text
+
+
+# ------------------------------------------------------------------------------ 7. waterfall labels
+
+
+def _row(name, kind, attrs, sid, parent="", start_ms=0.0, dur_ms=1.0):
+    ts = dt.datetime(2026, 11, 16, 10, 0, 0) + dt.timedelta(milliseconds=start_ms)
+    return (ts, sid, parent, name, kind, "shop", int(dur_ms * 1e6), "Unset", "", attrs, {}, "t", [])
+
+
+def test_waterfall_labels_say_what_the_span_did():
+    from tracehound.api.waterfall import build_waterfall
+
+    sql = "SELECT books.id,\n   books.title FROM books WHERE books.id = ?"
+    rows = [
+        _row("GET /books", "Server", {"http.route": "/books"}, "a" * 16, dur_ms=50),
+        _row(
+            "SELECT /tmp/pytest-1/bookshop.sqlite",
+            "Client",
+            {"db.system": "sqlite", "db.statement": sql},
+            "b" * 16,
+            "a" * 16,
+            1,
+        ),  # fmt: skip
+        _row(
+            "cache.get", "Client", {"cache.operation": "get", "cache.key": "book:{n}"}, "c" * 16, "a" * 16, 2
+        ),
+        _row(
+            "GET",
+            "Client",
+            {"http.request.method": "GET", "url.full": "https://api.example.org/rates?x=1"},
+            "d" * 16,
+            "a" * 16,
+            3,
+        ),  # fmt: skip
+        _row("jinja2.render", "Internal", {"jinja2.template_name": "books.html"}, "e" * 16, "a" * 16, 4),
+    ]
+    labels = [s["label"] for s in build_waterfall("f" * 32, rows)["spans"]]
+    assert labels == [
+        "GET /books",
+        "SELECT books.id, books.title FROM books WHERE books.id = ?",
+        "cache.get book:{n}",
+        "GET https://api.example.org/rates?x=1",
+        "jinja2.render books.html",
+    ]
+
+
+def test_trace_page_labels_db_and_cache_rows(shop):
+    con, client, ids = shop
+    page = client.get(f"/traces/{ids['books_trace']}").text
+    assert re.search(r'class="wf-label"[^>]*>SELECT authors\.id, authors\.name FROM authors WHERE', page)
+    cache_trace = con.execute(
+        "SELECT trace_id FROM trace_summaries WHERE endpoint = '/books/<int:id>' LIMIT 1"
+    ).fetchone()[0]
+    trace = client.get(f"/api/traces/{cache_trace}").json()
+    assert [s["label"] for s in trace["spans"]][1] == "cache.get book:{n}"
