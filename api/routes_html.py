@@ -24,6 +24,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from . import charts, queries
+from .evidence import evidence_rows
 from .params import FindingKind, finding_filters
 from .routes_json import db_cursor
 
@@ -99,6 +100,7 @@ def make_templates(settings) -> Jinja2Templates:
         jaeger_trace_url=lambda t: jaeger_trace_url(settings.jaeger_url, t),
         grafana_trace_url=lambda t: grafana_trace_url(settings.grafana_url, t),
         sparkline=charts.sparkline,
+        evidence_rows=evidence_rows,
         url_query=lambda **kw: urlencode({k: v for k, v in kw.items() if v is not None}),
     )
     return templates

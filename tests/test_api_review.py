@@ -318,3 +318,57 @@ def test_trace_page_labels_db_and_cache_rows(shop):
     ).fetchone()[0]
     trace = client.get(f"/api/traces/{cache_trace}").json()
     assert [s["label"] for s in trace["spans"]][1] == "cache.get book:{n}"
+
+
+# ------------------------------------------------------------------------------ 6. readable evidence
+
+N1_EVIDENCE = {
+    "statement": "SELECT authors.id FROM authors WHERE authors.id = ?",
+    "source_statement": "SELECT books.id FROM books",
+    "relationship": "Book.author",
+    "uselist": False,
+    "queries_per_request_avg": 47.3,
+    "repeated_ms_avg": 23.14,
+    "batched_query_estimate": "slowest single repeat",
+}
+SLOW_EP_EVIDENCE = {
+    "dominant": "self",
+    "dominant_pct": 76.4,
+    "error_rate": 0.0125,
+    "p95_split_ms": {"db": 298.766, "self": 967.505},
+    "throughput_rpm": 13.0,
+    "threshold_ms": 1000.0,
+}
+
+
+def test_evidence_rows_have_labels_units_and_words():
+    from tracehound.api.evidence import evidence_rows
+
+    rows = {r["label"]: r for r in evidence_rows("n_plus_one_query", N1_EVIDENCE)}
+    assert "Statement" not in rows  # shown on its own above the table
+    assert rows["Each lazy load fetches"]["text"] == "one related object (many-to-one)"
+    assert rows["Queries per request (mean)"]["text"] == "47.3"
+    assert rows["Time in the repeated queries per request (mean)"]["text"] == "23 ms"
+    assert rows["Cost of one batched query estimated as"]["text"] == "the slowest of the repeated queries"
+    ep = {r["label"]: r for r in evidence_rows("slow_endpoint", SLOW_EP_EVIDENCE)}
+    assert ep["Its share of the time"]["text"] == "76.4 %" and ep["Error rate"]["text"] == "1.2 %"
+    assert ep["Time split of slow (p95) requests"]["table"] == [("db", "299 ms"), ("self", "968 ms")]
+    assert ep["Throughput"]["text"] == "13 requests/min" and ep["Threshold (p95 above)"]["text"] == "1.00 s"
+
+
+def test_finding_page_shows_evidence_as_words_not_python(fresh):
+    con, client, ids = fresh
+    con.execute(
+        "UPDATE findings SET evidence = ? WHERE id = ?",
+        [json.dumps({**N1_EVIDENCE, **SLOW_EP_EVIDENCE}), ids["n1_id"]],
+    )
+    page = client.get(f"/findings/{ids['n1_id']}").text
+    evidence = page[page.index("<h2>Evidence</h2>") : page.index("Example trace")]
+    assert "uselist" not in evidence and "False" not in evidence and "{" not in evidence
+    assert "one related object (many-to-one)" in evidence and "<th>db</th>" in evidence
+    assert (
+        "968 ms" in evidence
+        and "batched_query_estimate" not in evidence
+        and "batched query estimate<" not in evidence
+    )
+    assert client.get(f"/api/findings/{ids['n1_id']}").json()["evidence"]["uselist"] is False
