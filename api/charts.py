@@ -103,8 +103,39 @@ def sparkline(
     )
 
 
-def latency_chart(points: list[dict], *, title: str = "Latency (ms)") -> Markup:
-    """p50/p95/p99 lines over time buckets (``points`` from ``queries.endpoint_series``)."""
+def duration_text(seconds: float) -> str:
+    """A bucket size for people: ``2.5 s``, ``45 s``, ``2.5 min``, ``1 h``, ``1.5 d``."""
+    if seconds < 10:
+        return f"{seconds:.3g} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 86400:.3g} d"
+
+
+def time_format(bucket_seconds: float, span_seconds: float) -> str:
+    """strftime format of x-axis labels so that neighbouring buckets read differently: seconds for
+    buckets under a minute, the date only when the window covers more than a day."""
+    fmt = "%H:%M:%S" if bucket_seconds < 60 else "%H:%M"
+    return ("%m-%d " + fmt) if span_seconds > 86400 or bucket_seconds >= 3600 else fmt
+
+
+def _x_labels(points: list[dict], bucket_seconds: float | None) -> list[str]:
+    if bucket_seconds is None:
+        bucket_seconds = (points[1]["start"] - points[0]["start"]).total_seconds() if len(points) > 1 else 60
+    span = (points[-1]["start"] - points[0]["start"]).total_seconds() if points else 0
+    fmt = time_format(bucket_seconds, span)
+    return [p["start"].strftime(fmt) for p in points]
+
+
+def latency_chart(
+    points: list[dict], *, title: str = "Latency (ms)", bucket_seconds: float | None = None
+) -> Markup:
+    """p50/p95/p99 lines over time buckets (``points`` from ``queries.endpoint_series``); x labels in
+    UTC, formatted by :func:`time_format`."""
     chart = pygal.Line(
         width=1100,
         height=320,
@@ -117,7 +148,7 @@ def latency_chart(points: list[dict], *, title: str = "Latency (ms)") -> Markup:
         truncate_label=-1,
         **_COMMON,
     )
-    chart.x_labels = [p["start"].strftime("%m-%d %H:%M") for p in points]
+    chart.x_labels = _x_labels(points, bucket_seconds)
     chart.x_labels_major = chart.x_labels[:: max(len(points) // 6, 1)]
     for name in ("p50_ms", "p95_ms", "p99_ms"):
         chart.add(name.replace("_ms", ""), [round(p[name], 2) for p in points])
@@ -125,7 +156,10 @@ def latency_chart(points: list[dict], *, title: str = "Latency (ms)") -> Markup:
 
 
 def breakdown_chart(
-    points: list[dict], *, title: str = "Where the time goes (mean ms per request)"
+    points: list[dict],
+    *,
+    title: str = "Where the time goes (mean ms per request)",
+    bucket_seconds: float | None = None,
 ) -> Markup:
     """Stacked bars per time bucket: db, cache, http, template and self time (ms per request)."""
     chart = pygal.StackedBar(
@@ -138,7 +172,7 @@ def breakdown_chart(
         truncate_label=-1,
         **{**_COMMON, "style": Style(**{**STYLE.to_dict(), "colors": BREAKDOWN_COLORS})},
     )
-    chart.x_labels = [p["start"].strftime("%m-%d %H:%M") for p in points]
+    chart.x_labels = _x_labels(points, bucket_seconds)
     chart.x_labels_major = chart.x_labels[:: max(len(points) // 6, 1)]
     for name in ("db_ms", "cache_ms", "http_ms", "template_ms", "self_ms"):
         chart.add(name.replace("_ms", ""), [round(p[name] or 0.0, 3) for p in points])

@@ -163,8 +163,13 @@ def endpoints_page(request: Request, cur: Cursor, route: str | None = None, serv
         series=series,
         stats=stats["items"],
         findings=findings,
-        latency_svg=charts.latency_chart(series["points"]) if series["points"] else "",
-        breakdown_svg=charts.breakdown_chart(series["points"]) if series["points"] else "",
+        bucket=charts.duration_text(series["bucket_seconds"]),
+        latency_svg=charts.latency_chart(series["points"], bucket_seconds=series["bucket_seconds"])
+        if series["points"]
+        else "",
+        breakdown_svg=charts.breakdown_chart(series["points"], bucket_seconds=series["bucket_seconds"])
+        if series["points"]
+        else "",
     )
 
 

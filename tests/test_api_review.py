@@ -372,3 +372,44 @@ def test_finding_page_shows_evidence_as_words_not_python(fresh):
         and "batched query estimate<" not in evidence
     )
     assert client.get(f"/api/findings/{ids['n1_id']}").json()["evidence"]["uselist"] is False
+
+
+# ------------------------------------------------------------------------- 4. endpoint time formats
+
+
+def test_bucket_sizes_and_axis_labels_read_differently():
+    from tracehound.api import charts
+
+    assert [charts.duration_text(s) for s in (2.5, 45, 150, 3600, 129600)] == [
+        "2.5 s",
+        "45 s",
+        "2.5 min",
+        "1 h",
+        "1.5 d",
+    ]
+    base = dt.datetime(2026, 11, 21, 7, 25, 25)
+    points = [
+        {"start": base + dt.timedelta(seconds=2.5 * i), "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0}
+        for i in range(24)
+    ]
+    svg = str(charts.latency_chart(points, bucket_seconds=2.5))
+    labels = re.findall(r">(\d\d:\d\d:\d\d)<", svg)
+    assert len(labels) >= 4 and len(set(labels)) == len(labels), labels
+    assert charts.time_format(3600, 7 * 86400) == "%m-%d %H:%M" and charts.time_format(300, 3600) == "%H:%M"
+
+
+def test_endpoint_page_says_bucket_size_in_seconds_under_a_minute(tmp_path):
+    con = open_database(tmp_path / "th.duckdb")
+    try:
+        populate(con, traces_per_route=4)
+        client = TestClient(create_app(con, ServerSettings()))
+        route = "/books"
+        series = client.get("/api/endpoints/series", params={"route": route, "since": "2026-11-16T10:00:00Z",
+                                                            "until": "2026-11-16T10:01:00Z"}).json()  # fmt: skip
+        assert series["bucket_seconds"] == 2.5
+        page = client.get("/endpoints", params={"route": route}).text
+        size = client.get("/api/endpoints/series", params={"route": route}).json()["bucket_seconds"]
+        assert re.search(r"buckets of [\d.]+ (s|min) ", page) and "0.0 min" not in page
+        assert ("min" in re.search(r"buckets of ([\d.]+ \w+)", page).group(1)) == (size >= 60)
+    finally:
+        con.close()
