@@ -13,7 +13,7 @@ import re
 from typing import Annotated
 
 from fastapi import Query
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 from tracehound.analyzer.detectors import DETECTORS
 
 #: Finding kinds: one per analyzer detector (``tracehound.analyzer.detectors.DETECTORS``).
@@ -49,22 +49,45 @@ def iso_8601(value):
     """Accept only ISO 8601 date/times (pydantic alone would also take '0.5' as a Unix time);
     ``''`` is ``None``."""
     value = blank_is_none(value)
+    if isinstance(value, (int, float)):  # JSON bodies: no Unix times either
+        raise ValueError("must be an ISO 8601 date-time string such as 2026-11-16T10:00:00Z")
     if isinstance(value, str) and not ISO_8601.match(value.strip()):
         raise ValueError("must be an ISO 8601 date-time such as 2026-11-16T10:00:00Z")
     return value
 
 
+_EMPTY = {"type": "string", "maxLength": 0}
+
+
+def _or_empty(schema: dict) -> WithJsonSchema:
+    """OpenAPI schema: ``schema``, an empty string (an empty form field) or null."""
+    return WithJsonSchema({"anyOf": [schema, _EMPTY, {"type": "null"}]})
+
+
 IsoDateTime = Annotated[dt.datetime, BeforeValidator(iso_8601)]
-OptionalIso = Annotated[dt.datetime | None, BeforeValidator(iso_8601)]
+OptionalIso = Annotated[
+    dt.datetime | None, BeforeValidator(iso_8601), _or_empty({"type": "string", "format": "date-time"})
+]
 Since = Annotated[OptionalIso, Query(description="Window start, ISO 8601 (UTC if no offset).")]
 Until = Annotated[OptionalIso, Query(description="Window end (exclusive), ISO 8601.")]
 Text = Annotated[str | None, BeforeValidator(blank_is_none), Query()]
-Kind = Annotated[FindingKind | None, BeforeValidator(blank_is_none), Query(description="Finding kind.")]
-SeverityParam = Annotated[Severity | None, BeforeValidator(blank_is_none), Query()]
+Kind = Annotated[
+    FindingKind | None,
+    BeforeValidator(blank_is_none),
+    _or_empty({"type": "string", "enum": [k.value for k in FindingKind]}),
+    Query(description="Finding kind."),
+]
+SeverityParam = Annotated[
+    Severity | None,
+    BeforeValidator(blank_is_none),
+    _or_empty({"type": "string", "enum": [s.value for s in Severity]}),
+    Query(),
+]
 Sort = Annotated[
     FindingSort,
     BeforeValidator(lambda v: blank_is_none(v) or "impact_ms"),
-    Query(description="Sort key, descending."),
+    _or_empty({"type": "string", "enum": [s.value for s in FindingSort], "default": "impact_ms"}),
+    Query(description="Sort key, descending (empty = impact_ms)."),
 ]
 
 

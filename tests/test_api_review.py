@@ -77,7 +77,7 @@ def test_unknown_kind_or_severity_is_an_error_not_an_empty_list(shop):
     spec = client.get("/openapi.json").json()
     params = {p["name"]: p for p in spec["paths"]["/api/findings"]["get"]["parameters"]}
     kind_schema = json.dumps(params["kind"]["schema"])
-    assert "slow_endpoint" in json.dumps(spec["components"]["schemas"]) and "anyOf" in kind_schema
+    assert "slow_endpoint" in kind_schema and "anyOf" in kind_schema
 
 
 def test_status_and_weekly_report_have_response_models(shop):
