@@ -223,12 +223,14 @@ def weekly_report(con, week: str | None = None) -> dict:
     }
 
 
-def render_report(report: dict, fmt: str) -> str:
-    """Render a :func:`weekly_report` dict as ``'html'``, ``'md'`` or ``'json'``; ``ValueError`` otherwise."""
+def render_report(report: dict, fmt: str, fragment: bool = False) -> str:
+    """Render a :func:`weekly_report` dict as ``'html'``, ``'md'`` or ``'json'``; ``ValueError`` otherwise.
+
+    ``fragment=True`` (html only): the page's content without html/head/body, for the UI's layout."""
     if fmt == "json":
         return json.dumps(report, indent=2, default=str)
     if fmt == "md":
         return render_markdown(report)
     if fmt == "html":
-        return render_html(report)
+        return render_html(report, fragment=fragment)
     raise ValueError(f"format must be html, md or json, not {fmt!r}")

@@ -158,9 +158,10 @@ def render_markdown(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-_HTML = """<!doctype html>
+_HEAD = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>tracehound weekly report {{ r.week }}</title>
+<link rel="icon" href="data:,">
 <style>
 body{font-family:system-ui,-apple-system,sans-serif;margin:2rem auto;max-width:64rem;color:#222;padding:0 1rem}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{padding:.25rem .7rem;border-bottom:1px solid #ddd;text-align:left}
@@ -168,7 +169,9 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}.kpi{display:flex;gap:2r
 .kpi small{display:block;font-size:.8rem;color:#666}code{background:#f4f4f4;padding:0 .2rem}
 .sev-high{color:#b00020}.sev-medium{color:#b36b00}.sev-low{color:#555}li{margin-bottom:.6rem}
 </style></head><body>
-<h1>tracehound weekly report {{ r.week }}</h1>
+"""
+
+_BODY = """<h1>tracehound weekly report {{ r.week }}</h1>
 <p>{{ r.start[:10] }} to {{ r.end[:10] }} (UTC), compared with {{ r.previous_week }}.</p>
 <section class="kpi">
 <div>{{ "{:,}".format(h.requests) }}<small>requests ({{ "{:,}".format(h.previous.requests) }} the week before)</small></div>
@@ -197,14 +200,19 @@ fix: {{ f.fix_hint }}</li>{% endfor %}</ol>
 </table>{% endif %}{% endfor %}
 <h2>Where the time goes</h2>
 <figure>{{ breakdown_svg|safe }}</figure>
-</body></html>
+"""
+
+_TAIL = """</body></html>
 """
 
 
-def render_html(report: dict) -> str:
-    """The report as one self-contained HTML page (escaped text, inline SVG, no network reference)."""
+def render_html(report: dict, fragment: bool = False) -> str:
+    """The report as one self-contained HTML page (escaped text, inline SVG, no network reference).
+
+    ``fragment=True`` gives only the body's content (no html/head/body, no inline CSS) for a page
+    that wraps it in its own layout (the UI's ``/reports/weekly``)."""
     env = Environment(autoescape=True)
-    template = env.from_string(_HTML)
+    template = env.from_string(_BODY if fragment else _HEAD + _BODY + _TAIL)
     return template.render(
         r=report,
         h=report["headline"],
