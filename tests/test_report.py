@@ -231,3 +231,66 @@ def test_report_email_through_a_local_smtp_server(db_path):
     assert "| requests | 200 | 50 |" in message.get_body(("plain",)).get_content()
     attachment = next(message.iter_attachments())
     assert attachment.get_filename() == "tracehound-2026-W10.json"
+
+
+def test_top_routes_include_a_slow_rarely_hit_route_and_the_headline_reads_well(tmp_path):
+    """Eight busy fast routes (60 requests of 2-4 ms each) and one export hit twice at 2.5 s: by
+    request count the export would not make the top five; by total time it leads. The week before
+    had no traffic, and the export's finding occurred once."""
+    con = open_database(tmp_path / "th.duckdb")
+    rows = [
+        _summary(f"f{r}-{i}", f"/fast/{r}", START + dt.timedelta(minutes=i), 2 + i % 3)
+        for r in range(8)
+        for i in range(60)
+    ]
+    rows += [_summary(f"x{i}", "/reports/export", START + dt.timedelta(hours=i), 2500) for i in range(2)]
+    columns = ("trace_id, service, endpoint, http_method, http_status_code, start, duration_ns, is_error, "
+               "span_count, db_count, db_ns, cache_count, cache_hits, cache_misses, cache_ns, http_count, "
+               "http_ns, template_ns, self_ns")  # fmt: skip
+    con.executemany(f"INSERT INTO trace_summaries ({columns}) VALUES ({', '.join(['?'] * 19)})", rows)
+    _finding(
+        con, "f" * 16, "slow_query", "Slow export query", "/reports/export", [START + dt.timedelta(hours=1)]
+    )
+    try:
+        report = weekly_report(con, WEEK)
+    finally:
+        con.close()
+    routes = [r["endpoint"] for r in report["routes"]]
+    assert routes[0] == "/reports/export" and report["routes"][0]["total_ms"] == pytest.approx(5000)
+    assert len(routes) == 5  # the top five by total time already hold the slowest route
+    assert report["headline"]["p95_ms_by_route"][0]["endpoint"] == "/reports/export"
+    assert report["headline"]["previous"]["requests"] == 0
+    for fmt in ("md", "html"):
+        text = render_report(report, fmt)
+        assert "/reports/export" in text.split("Top findings")[0]  # in the top routes table
+        assert "n/a" not in text and "1 occurrences" not in text
+        assert "1 occurrence," in text
+    html = render_report(report, "html")
+    assert "p95 latency (no requests the week before)" in html
+    assert re.search(r"^\| p95 latency \| [\d,.]+ ms \| no requests \|$", render_report(report, "md"), re.M)
+
+
+def test_the_slowest_routes_join_the_busiest_ones(tmp_path):
+    """Six busy routes (100 requests at 100-150 ms: 10-15 s each) and one slow route hit ten times at
+    900 ms (9 s in all, less than any busy one): the table holds the top five by total time plus the
+    slowest by p95, by total time; the sixth busy route is left out."""
+    con = open_database(tmp_path / "th.duckdb")
+    rows = [
+        _summary(f"b{r}-{i}", f"/busy/{r}", START + dt.timedelta(minutes=i), 100 + 10 * r)
+        for r in range(6)
+        for i in range(100)
+    ]
+    rows += [_summary(f"s{i}", "/slow", START + dt.timedelta(hours=i), 900) for i in range(10)]
+    columns = ("trace_id, service, endpoint, http_method, http_status_code, start, duration_ns, is_error, "
+               "span_count, db_count, db_ns, cache_count, cache_hits, cache_misses, cache_ns, http_count, "
+               "http_ns, template_ns, self_ns")  # fmt: skip
+    con.executemany(f"INSERT INTO trace_summaries ({columns}) VALUES ({', '.join(['?'] * 19)})", rows)
+    try:
+        report = weekly_report(con, WEEK)
+    finally:
+        con.close()
+    routes = [r["endpoint"] for r in report["routes"]]
+    assert routes == ["/busy/5", "/busy/4", "/busy/3", "/busy/2", "/busy/1", "/slow"]
+    assert [r["total_ms"] for r in report["routes"]] == sorted(
+        (r["total_ms"] for r in report["routes"]), reverse=True
+    )
