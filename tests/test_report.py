@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import statistics
 import threading
@@ -294,3 +295,91 @@ def test_the_slowest_routes_join_the_busiest_ones(tmp_path):
     assert [r["total_ms"] for r in report["routes"]] == sorted(
         (r["total_ms"] for r in report["routes"]), reverse=True
     )
+
+
+def _self_signed_cert(directory) -> tuple[str, str]:
+    """A self-signed certificate for IP 127.0.0.1 (valid one day) and its key: PEM file paths."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_report_email_with_starttls_and_login(db_path, tmp_path, monkeypatch):
+    """A real aiosmtpd server that requires STARTTLS before AUTH (self-signed certificate, trusted
+    through SSL_CERT_FILE as an operator would) and checks the password; without --smtp-starttls the
+    server offers no AUTH and the command fails. (A wrong password is not tried: aiosmtpd 1.4.6 does
+    not answer a refused AUTH over TLS, the client waits for its 30 s timeout.)"""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    cert, key = _self_signed_cert(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            b"reports",
+            b"s3cret",
+        )
+        logins.append((mechanism, auth_data.login, session.ssl is not None, ok))
+        return AuthResult(success=ok)
+
+    class Collect:
+        def __init__(self):
+            self.sessions = []
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd hook name)
+            self.sessions.append((session.authenticated, session.ssl is not None, envelope.rcpt_tos))
+            return "250 OK"
+
+    handler = Collect()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), tls_context=tls,
+                            require_starttls=True, authenticator=authenticator, auth_require_tls=True)  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    for name in [k for k in os.environ if k.startswith("TRACEHOUND_")]:
+        monkeypatch.delenv(name)
+    base = ["report", "--db", str(db_path[0]), "--week", WEEK, "--format", "md", "--smtp-host", "127.0.0.1",
+            "--mail-from", "th@example.org", "--mail-to", "dev@example.org", "--smtp-user", "reports"]  # fmt: skip
+    controller.start()
+    try:
+        port = ["--smtp-port", str(controller.port)]
+        sent = CliRunner().invoke(main, [*base, *port, "--smtp-starttls", "--smtp-password", "s3cret"])
+        plain = CliRunner().invoke(main, [*base, *port, "--smtp-password", "s3cret"])
+    finally:
+        controller.stop()
+    assert sent.exit_code == 0, sent.output
+    assert handler.sessions == [(True, True, ["dev@example.org"])]  # delivered once: logged in, over TLS
+    assert logins == [("PLAIN", b"reports", True, True)]  # the password never went over plain text
+    assert plain.exit_code != 0 and "could not email the report" in plain.output  # no TLS: refused
