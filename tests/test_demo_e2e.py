@@ -19,7 +19,9 @@ import pytest
 from conftest import free_port
 from tracehound.demo.app import PLANTED, TWINS, planted_locations
 
-DURATION_S = 25
+#: Long enough for the volume thresholds (cache_miss_ratio: 20 lookups, connection_churn: 10
+#: requests) to be reached with margin on a busy 2-core machine.
+DURATION_S = 35
 
 
 def _require_components() -> None:
