@@ -1,0 +1,137 @@
+"""Decoder, writer and store fixes from the collector review (issue 2), without a server.
+
+Times past 2262 (span and event), malformed parent / link ids, deeply nested JSON, a batch that
+DuckDB refuses among good ones, and the schema checks of ``open_database``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from tracehound.collector.decode import decode_request
+from tracehound.collector.fastdecode import decode_protobuf
+from tracehound.collector.otlp_json import OtlpJsonError, parse_otlp_json
+
+U64_MAX = 2**64 - 1
+T0 = 1_700_000_000_000_000_000
+TRACE = bytes(range(1, 17))
+
+
+def _request(n: int = 3) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.add(key="service.name", value=AnyValue(string_value="review"))
+    ss = rs.scope_spans.add()
+    for i in range(n):
+        ss.spans.add(
+            trace_id=TRACE,
+            span_id=(0xA0 + i).to_bytes(8, "big"),
+            name=f"s{i}",
+            start_time_unix_nano=T0 + i,
+            end_time_unix_nano=T0 + 1000 + i,
+        )
+    return request
+
+
+def _both(request: ExportTraceServiceRequest):
+    """The same request through the protobuf fast path and the message path."""
+    return [decode_protobuf(request.SerializeToString()), decode_request(request)]
+
+
+def _stored_names(batch) -> list[str]:
+    return batch.spans["SpanName"].to_pylist() if batch.spans is not None else []
+
+
+@pytest.mark.parametrize("field", ["start_time_unix_nano", "end_time_unix_nano"])
+def test_span_time_past_2262_is_rejected_not_an_error(field):
+    request = _request()
+    setattr(request.resource_spans[0].scope_spans[0].spans[1], field, U64_MAX)
+    for batch in _both(request):
+        assert (batch.count, batch.rejected) == (2, 1)
+        assert _stored_names(batch) == ["s0", "s2"]
+        assert "'s1' rejected" in batch.error_message() and "2262" in batch.error_message()
+
+
+def test_event_time_past_2262_rejects_its_span():
+    request = _request()
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[0].events.add(time_unix_nano=T0 + 5, name="fine")
+    spans[1].events.add(time_unix_nano=T0 + 6, name="fine too")
+    spans[1].events.add(time_unix_nano=U64_MAX, name="far future")
+    spans[2].events.add(time_unix_nano=T0 + 7, name="after")
+    for batch in _both(request):
+        assert (batch.count, batch.rejected) == (2, 1)
+        assert _stored_names(batch) == ["s0", "s2"]
+        assert "'s1' rejected" in batch.error_message() and "event" in batch.error_message()
+        events = batch.spans["Events"].combine_chunks()
+        assert pc.list_value_length(events).to_pylist() == [1, 1]
+        flat = events.flatten()
+        assert flat.field("Name").to_pylist() == ["fine", "after"]
+        assert flat.field("Timestamp").cast(pa.int64()).to_pylist() == [T0 + 5, T0 + 7]
+
+
+@pytest.mark.parametrize("parent", [bytes.fromhex("abcdef"), bytes(9)])
+def test_parent_span_id_of_wrong_length_rejects_the_span(parent):
+    request = _request()
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[0].parent_span_id = parent
+    spans[2].parent_span_id = bytes.fromhex("00000000000000a1")  # a good parent
+    for batch in _both(request):
+        assert (batch.count, batch.rejected) == (2, 1)
+        assert _stored_names(batch) == ["s1", "s2"]
+        assert "parent_span_id" in batch.error_message()
+        assert batch.spans["ParentSpanId"].to_pylist() == ["", "00000000000000a1"]
+
+
+@pytest.mark.parametrize(
+    ("trace_id", "span_id", "what"),
+    [(bytes(3), bytes(8), "trace_id"), (TRACE, b"\x01\x02", "span_id"), (b"", b"", "trace_id")],
+)
+def test_link_ids_of_wrong_length_reject_the_span(trace_id, span_id, what):
+    request = _request()
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[0].links.add(trace_id=TRACE, span_id=bytes(range(1, 9)))
+    spans[1].links.add(trace_id=trace_id, span_id=span_id)
+    for batch in _both(request):
+        assert (batch.count, batch.rejected) == (2, 1)
+        assert _stored_names(batch) == ["s0", "s2"]
+        assert f"link {what}" in batch.error_message()
+        links = batch.spans["Links"].to_pylist()
+        assert [len(x) for x in links] == [1, 0] and links[0][0]["SpanId"] == "0102030405060708"
+
+
+def test_json_parent_span_id_of_three_bytes_is_rejected():
+    doc = {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": TRACE.hex(),
+                                "spanId": "00000000000000b1",
+                                "parentSpanId": "abcdef",
+                                "name": "short parent",
+                            },
+                            {"traceId": TRACE.hex(), "spanId": "00000000000000b2", "name": "ok"},
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    batch = decode_request(parse_otlp_json(json.dumps(doc).encode()))
+    assert (batch.count, batch.rejected) == (1, 1)
+    assert "parent_span_id 'abcdef'" in batch.error_message()
+
+
+@pytest.mark.parametrize("opener", ["[", '{"a":'])
+def test_deeply_nested_json_is_a_clear_error(opener):
+    body = (opener * 5000).encode()
+    with pytest.raises(OtlpJsonError, match="nesting too deep"):
+        parse_otlp_json(body)
