@@ -105,6 +105,11 @@ class DecodedBatch:
     messages: list[str] = field(default_factory=list)
     more_messages: int = 0
 
+    def all_rejected(self, message: str) -> DecodedBatch:
+        """This batch with every storable span rejected too (DuckDB refused them), explained."""
+        messages = [*self.messages, f"{self.count} spans rejected: {message}"]
+        return DecodedBatch(None, None, None, 0, self.rejected + self.count, messages, self.more_messages)
+
     def error_message(self) -> str:
         """One line for ``partial_success.error_message`` ('' when all is well)."""
         if not self.messages:
