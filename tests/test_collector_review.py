@@ -135,3 +135,61 @@ def test_deeply_nested_json_is_a_clear_error(opener):
     body = (opener * 5000).encode()
     with pytest.raises(OtlpJsonError, match="nesting too deep"):
         parse_otlp_json(body)
+
+
+def test_unexpected_receiver_error_is_a_logged_internal_status(tmp_path, monkeypatch, caplog):
+    """A bug in decoding (simulated: the decoder raises) answers HTTP 500 with a google.rpc.Status
+    and gRPC INTERNAL, one line each, never a traceback page; the traceback is logged once."""
+    import asyncio
+    import logging
+
+    import grpc
+    from google.rpc import status_pb2
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+    from starlette.testclient import TestClient
+    from tracehound.collector import grpc_receiver, http_receiver
+    from tracehound.collector.store import open_database
+    from tracehound.collector.writer import SpanWriter
+
+    from tests.conftest import free_port
+
+    def broken(body):
+        raise RuntimeError("simulated decoder bug")
+
+    monkeypatch.setattr(http_receiver, "decode_protobuf", broken)
+    monkeypatch.setattr(grpc_receiver, "decode_protobuf", broken)
+    con = open_database(tmp_path / "bug.duckdb")
+    writer = SpanWriter(con, 1000)
+    writer.start()
+    body = _request().SerializeToString()
+    caplog.set_level(logging.ERROR, logger="tracehound.collector")
+    client = TestClient(http_receiver.create_otlp_http_app(writer, 1 << 20))
+    for _ in range(2):
+        r = client.post("/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
+        assert r.status_code == 500
+        status = status_pb2.Status.FromString(r.content)
+        assert (status.code, status.message) == (13, "internal error: RuntimeError")
+    http_records = [rec for rec in caplog.records if "OTLP/HTTP" in rec.getMessage()]
+    assert len(http_records) == 2 and http_records[0].exc_info and not http_records[1].exc_info
+
+    async def grpc_call():
+        server = grpc_receiver.create_grpc_server(writer, 1 << 20)
+        port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                export = channel.unary_unary(
+                    f"/{grpc_receiver.SERVICE}/Export",
+                    response_deserializer=ExportTraceServiceResponse.FromString,
+                )
+                with pytest.raises(grpc.aio.AioRpcError) as failed:
+                    await export(body, timeout=10)
+                return failed.value
+        finally:
+            await server.stop(None)
+
+    error = asyncio.run(grpc_call())
+    assert error.code() == grpc.StatusCode.INTERNAL and error.details() == "internal error: RuntimeError"
+    assert any("OTLP/gRPC" in rec.getMessage() and rec.exc_info for rec in caplog.records)
+    writer.stop()
+    con.close()
