@@ -308,3 +308,16 @@ def test_unresolvable_host_exits_1_naming_host(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--host" in lines[0] and "nosuchhost.invalid" in lines[0], result.stderr
     assert "--otlp-http-port" not in lines[0]
+
+
+def test_unrelated_otel_traces_table_is_refused_with_one_line(tmp_path):
+    import duckdb
+
+    db = tmp_path / "foreign.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE otel_traces (trace_id VARCHAR, payload JSON)")
+    con.close()
+    result = _serve(tmp_path, db=db)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "did not create" in lines[0] and str(db) in lines[0], result.stderr

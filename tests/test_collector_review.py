@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -192,4 +193,50 @@ def test_unexpected_receiver_error_is_a_logged_internal_status(tmp_path, monkeyp
     assert error.code() == grpc.StatusCode.INTERNAL and error.details() == "internal error: RuntimeError"
     assert any("OTLP/gRPC" in rec.getMessage() and rec.exc_info for rec in caplog.records)
     writer.stop()
+    con.close()
+
+
+def _newer_database(path, component: str = "store") -> None:
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE tracehound_schema (component VARCHAR PRIMARY KEY, version INTEGER NOT NULL)")
+    con.execute("INSERT INTO tracehound_schema VALUES (?, 999)", [component])
+    con.close()
+
+
+@pytest.mark.parametrize("component", ["store", "analyzer"])
+def test_read_only_open_refuses_a_newer_database_with_the_same_message(tmp_path, component):
+    from tracehound.collector.schema import SchemaTooNewError
+    from tracehound.collector.store import open_database
+
+    db = tmp_path / "newer.duckdb"
+    _newer_database(db, component)
+    with pytest.raises(SchemaTooNewError, match=rf"'{component}' schema is version 999.*upgrade tracehound"):
+        open_database(db, read_only=True)
+    duckdb.connect(str(db)).close()  # the refused read-only connection was closed
+
+
+def test_read_only_open_of_a_current_database_works(tmp_path):
+    from tracehound.collector.store import open_database
+
+    open_database(tmp_path / "ok.duckdb").close()
+    con = open_database(tmp_path / "ok.duckdb", read_only=True)
+    assert con.execute("SELECT count(*) FROM otel_traces").fetchone() == (0,)
+    con.close()
+
+
+def test_unrelated_otel_traces_table_is_refused_not_adopted(tmp_path):
+    from tracehound.collector.schema import ForeignTableError
+    from tracehound.collector.store import open_database
+
+    db = tmp_path / "foreign.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE otel_traces (trace_id VARCHAR, span_id VARCHAR, payload JSON)")
+    con.close()
+    with pytest.raises(ForeignTableError, match="otel_traces table that tracehound did not create.*trace_id"):
+        open_database(db)
+    con = duckdb.connect(str(db))
+    stamped = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'tracehound_schema'"
+    ).fetchone()[0]
+    assert not stamped or con.execute("SELECT count(*) FROM tracehound_schema").fetchone() == (0,)
     con.close()

@@ -73,12 +73,12 @@ def _hostport(host: str, port: int) -> str:
 def _open(settings: ServerSettings):
     import duckdb
 
-    from tracehound.collector.schema import SchemaTooNewError
+    from tracehound.collector.schema import SchemaError
     from tracehound.collector.store import open_database
 
     try:
         con = open_database(settings.db)
-    except SchemaTooNewError as exc:
+    except SchemaError as exc:
         raise StartupError(f"{settings.db}: {exc}") from None
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
