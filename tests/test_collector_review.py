@@ -240,3 +240,37 @@ def test_unrelated_otel_traces_table_is_refused_not_adopted(tmp_path):
     ).fetchone()[0]
     assert not stamped or con.execute("SELECT count(*) FROM tracehound_schema").fetchone() == (0,)
     con.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "blocked", "extra"),
+    [
+        (["serve", "--port", "0", "--otlp-http-port", "0", "--otlp-grpc-port", "0"], "duckdb", "server"),
+        (["serve", "--port", "0", "--otlp-http-port", "0", "--otlp-grpc-port", "0"], "grpc", "server"),
+        (["serve", "--port", "0", "--otlp-http-port", "0", "--otlp-grpc-port", "0"], "fastapi", "server"),
+        (["analyze"], "duckdb", "server"),
+        (["report", "--week", "2026-W01", "--format", "md"], "duckdb", "server"),
+        (["demo", "--exit", "--duration", "1"], "flask", "server,demo"),
+    ],
+)
+def test_command_without_its_extra_says_what_to_install(tmp_path, args, blocked, extra):
+    """A base-only install (simulated: ``sys.modules[name] = None`` blocks the import) gets one
+    line naming the extra and exit 2, not a ModuleNotFoundError traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None; sys.argv = ['tracehound', *{args!r}]; "
+        "from tracehound.cli import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    command = args[0]
+    assert lines == [
+        f"tracehound {command} needs the {extra} extra{'s' if ',' in extra else ''}: "
+        f"pip install 'tracehound[{extra}]' (no module {blocked})"
+    ], result.stderr
+    assert not list(tmp_path.iterdir())  # nothing started, nothing written
