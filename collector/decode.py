@@ -21,9 +21,11 @@ Limits (see :mod:`tracehound.collector.attributes`; also in the README, section 
 
 These are reported to the client as warnings in ``partial_success.error_message`` with
 ``rejected_spans`` 0 (the OTLP spec allows warnings). Spans whose ``trace_id`` is not 16 bytes or
-whose ``span_id`` is not 8 bytes (or either is all zero), or whose times do not fit int64
-nanoseconds, cannot be stored: they are counted in ``rejected_spans`` with a message, and the other
-spans of the request are stored.
+whose ``span_id`` is not 8 bytes (or either is all zero), whose ``parent_span_id`` is neither empty
+nor 8 bytes, with a link whose ids are not 16 / 8 bytes, or whose start, end or event times do not
+fit int64 nanoseconds (after year 2262), cannot be stored: they are counted in ``rejected_spans``
+with a message, and the other spans of the request are stored. The whole span is rejected (not
+the bad id blanked or the event dropped), so nothing is stored half right.
 """
 
 from __future__ import annotations
