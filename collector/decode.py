@@ -350,7 +350,8 @@ def build_batch(
     start_u = pa.array(ts, pa.uint64())
     end_u = pa.array(end, pa.uint64())
     tid_a, sid_a = pa.array(tid, _STR), pa.array(sid, _STR)
-    pid_len = pc.binary_length(pa.array(pid, _STR))
+    pid_a = pa.array(pid, _STR)
+    pid_len = pc.binary_length(pid_a)
     ev_ts, ev_name, ev_dropped, ev_attrs = c.ev
     ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = c.ln
     ev_ts_u = pa.array(ev_ts, pa.uint64())
@@ -418,7 +419,7 @@ def build_batch(
             "Timestamp": start_i.cast(_TS),
             "TraceId": tid_a,
             "SpanId": sid_a,
-            "ParentSpanId": pa.array(pid, _STR),
+            "ParentSpanId": pid_a,
             "TraceState": pa.array(tstate, _STR),
             "SpanName": pa.array(names, _STR),
             "SpanKind": _KIND_NAMES.take(_in_range(kinds_a, 5)),
