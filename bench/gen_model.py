@@ -140,6 +140,8 @@ class Route:
             "db.system.name": system,
             "db.name": dbname,
             "server.address": host,
+            # the instrumentation marks connect spans that opened a new DB-API connection
+            "tracehound.db.new_connection": "true",
             **_code(code),
         }
         return self._add(dur_ms, "connect", "Client", SQLA_SCOPE, attrs, params_mode=0)
