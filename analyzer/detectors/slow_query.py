@@ -19,7 +19,7 @@ Severity: ``high`` at >= ``high_impact_ms`` (5000 ms) total impact, else ``mediu
 
 from __future__ import annotations
 
-from ._common import emit, emit_stats, hex_sid, ms
+from ._common import emit, emit_stats, hex_sid, mark_evaluated, ms
 
 NAME = "slow_query"
 DEFAULTS = {
@@ -47,6 +47,10 @@ def detect(cur, cfg) -> int:
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_db_med AS
            SELECT service, op_h, max(start_ns) AS newest FROM th_db GROUP BY ALL"""
+    )
+    # the absolute rule judges every execution: every statement seen in the window is evaluated
+    mark_evaluated(
+        cur, NAME, f"SELECT DISTINCT d.service, d.endpoint, o.norm FROM th_db d JOIN {_OPS} o USING (op_h)"
     )
     min_ns = int(cfg.loosest(NAME, "min_duration_ms") * 1e6)
     rows = cur.execute(
@@ -101,6 +105,7 @@ def _regressions(cur, cfg) -> int:
         c = cfg.get(NAME, service, endpoint)
         if not c["enabled"] or min(n_recent, n_base) < c["regression_min_samples"]:
             continue
+        mark_evaluated(cur, NAME, [(service, "", "p95 regression: " + norm)])
         if (
             p95_recent < c["regression_ratio"] * p95_base
             or ms(p95_recent - p95_base) < c["regression_min_ms"]

@@ -10,7 +10,7 @@ Severity: ``high`` at >= ``high_impact_ms`` (5000 ms) total impact, else ``mediu
 
 from __future__ import annotations
 
-from ._common import emit, hex_sid, ms
+from ._common import emit, hex_sid, mark_evaluated, ms
 
 NAME = "slow_span"
 DEFAULTS = {"factor": 10.0, "min_ms": 100.0, "min_samples": 30, "high_impact_ms": 5000.0}
@@ -18,23 +18,24 @@ DEFAULTS = {"factor": 10.0, "min_ms": 100.0, "min_samples": 30, "high_impact_ms"
 
 def detect(cur, cfg) -> int:
     """Append outlier-span occurrences (window and baseline: the traces in ``th_traces``)."""
+    cur.execute(
+        """CREATE OR REPLACE TEMP TABLE th_span_base AS
+           SELECT t.service, s.cat, k.op_h, any_value(k.norm) AS norm, median(s.dur_ns) AS med, count(*) AS n
+           FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h JOIN th_traces t ON t.tix = s.tix
+           WHERE s.cat NOT IN ('server') GROUP BY t.service, s.cat, k.op_h HAVING count(*) >= ?""",
+        [cfg.loosest(NAME, "min_samples")],
+    )
+    # every operation with a baseline was judged (on every route): its old occurrences get replaced
+    mark_evaluated(cur, NAME, "SELECT service, NULL, cat || ': ' || norm FROM th_span_base")
     rows = cur.execute(
-        f"""WITH b AS (
-                SELECT t.service, s.cat, k.op_h, median(s.dur_ns) AS med, count(*) AS n
-                FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h JOIN th_traces t ON t.tix = s.tix
-                WHERE s.cat NOT IN ('server') GROUP BY ALL HAVING count(*) >= ?)
-            SELECT t.service, t.endpoint, s.tix, b.cat, any_value(k.norm), any_value(b.med), any_value(b.n),
+        f"""SELECT t.service, t.endpoint, s.tix, b.cat, any_value(b.norm), any_value(b.med), any_value(b.n),
                    count(*), sum(s.dur_ns), sum(s.dur_ns - b.med), list({hex_sid("s.sid")}), mode(s.code_h),
                    max(s.dur_ns)
             FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h JOIN th_traces t ON t.tix = s.tix
-            JOIN b ON b.service = t.service AND b.cat = s.cat AND b.op_h = k.op_h
+            JOIN th_span_base b ON b.service = t.service AND b.cat = s.cat AND b.op_h = k.op_h
             WHERE s.dur_ns >= b.med * ? AND s.dur_ns - b.med >= ?
             GROUP BY t.service, t.endpoint, s.tix, b.cat, b.op_h""",
-        [
-            cfg.loosest(NAME, "min_samples"),
-            cfg.loosest(NAME, "factor"),
-            int(cfg.loosest(NAME, "min_ms") * 1e6),
-        ],
+        [cfg.loosest(NAME, "factor"), int(cfg.loosest(NAME, "min_ms") * 1e6)],
     ).fetchall()
     out = []
     for service, endpoint, tix, cat, norm, med, n, k, total, excess, sids, code_h, mx in rows:

@@ -1,0 +1,132 @@
+"""Fixes from the analyzer review (issue 4 follow-up): impact, CLI errors, windows, hints, noise."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import analyzer_helpers
+from analyzer_helpers import by_kind
+from th_traces import BASE_NS, MS, TraceBuilder, n_plus_one_trace, store
+from tracehound.analyzer import analyze
+
+db = analyzer_helpers.db  # the fixture
+MIN = 60_000 * MS
+
+
+def _env():
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def _run(*args, cwd=None, timeout=120):
+    return subprocess.run(
+        ["tracehound", *args], capture_output=True, text=True, env=_env(), cwd=cwd, timeout=timeout
+    )
+
+
+def test_slow_query_always_slow_counts_time_above_absolute_threshold(db):
+    traces = []
+    for i in range(10):
+        t = TraceBuilder(route="/report", duration_ms=5100, start_ns=BASE_NS + i * MIN)
+        t.db("SELECT * FROM sales WHERE region = %s", 10, 5000, params_hash=f"r{i}")
+        traces.append(t)
+    store(db, *traces)
+    [f] = by_kind(analyze(db), "slow_query")
+    assert f["occurrences"] == 10
+    assert f["impact_ms"] == 10 * 4000.0  # each execution 4 s above the 1000 ms threshold
+
+
+def test_slow_query_threshold_override_changes_impact(db):
+    t = TraceBuilder(route="/report", duration_ms=3000)
+    t.db("SELECT * FROM sales", 10, 2500)
+    store(db, t)
+    config = {"overrides": [{"route": "/report", "detector": "slow_query", "min_duration_ms": 2000}]}
+    [f] = by_kind(analyze(db, config=config), "slow_query")
+    assert f["impact_ms"] == 500.0
+
+
+def test_serve_with_bad_config_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[detectors.n_plus_one]\nmin_count = 3\n")
+    out = _run(
+        "serve",
+        "--db",
+        str(tmp_path / "th.duckdb"),
+        "--config",
+        str(bad),
+        "--port",
+        "0",
+        "--otlp-http-port",
+        "0",
+        "--otlp-grpc-port",
+        "0",
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert "unknown detector 'n_plus_one'" in out.stderr and str(bad) in out.stderr
+
+
+def _windowed_store():
+    """20 requests to a slow route, one a minute, every kind of windowed finding plus an N+1."""
+    traces = []
+    for i in range(40):
+        t = TraceBuilder(route="/slow", duration_ms=1500, start_ns=BASE_NS + i * MIN)
+        t.connect(1, 8)
+        t.cache("get", "book:{n}", i % 5 == 0, 10, 1)
+        t.http("GET", "https://inventory.local/stock", 20, 900 if i % 10 == 3 else 10)
+        t.db("SELECT * FROM big WHERE x = %s", 1000, 1200, params_hash=f"b{i}")
+        traces.append(t)
+        traces.append(n_plus_one_trace(start_ns=BASE_NS + i * MIN + 30_000 * MS))
+    return traces
+
+
+def _snapshot(con):
+    rows = con.execute("SELECT * EXCLUDE (updated_at) FROM findings ORDER BY id").fetchall()
+    occ = con.execute(
+        "SELECT finding_id, count(*), sum(impact_ms) FROM finding_occurrences GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    return rows, occ
+
+
+def test_short_window_reanalysis_leaves_stored_findings_unchanged(db):
+    store(db, *_windowed_store())
+    everything = analyze(db)
+    kinds = {f["kind"] for f in everything}
+    assert {"slow_endpoint", "slow_span", "cache_miss_ratio", "connection_churn", "slow_query"} <= kinds
+    assert "n_plus_one_query" in kinds
+    before = _snapshot(db)
+    # 3 minutes: 3 requests to /slow, far below every windowed detector's volume threshold
+    window = analyze(db, since=BASE_NS + 10 * MIN, until=BASE_NS + 13 * MIN)
+    assert _snapshot(db) == before
+    # the returned findings are scoped to the window, totals kept apart
+    [n1] = by_kind(window, "n_plus_one_query")
+    assert n1["occurrences"] == 3 and n1["total_occurrences"] == 40
+    [sq] = by_kind(window, "slow_query")
+    assert sq["occurrences"] == 3 and sq["impact_ms"] == 3 * 200.0 and sq["total_impact_ms"] == 40 * 200.0
+    assert not by_kind(window, "slow_endpoint")  # not evaluated in this window: nothing to report
+
+
+def test_cli_until_is_honoured_and_counts_are_window_scoped(tmp_path):
+    from tracehound.collector.store import open_database
+
+    path = tmp_path / "th.duckdb"
+    con = open_database(path)
+    store(con, *[n_plus_one_trace(start_ns=BASE_NS + i * 24 * 60 * MIN) for i in range(4)])
+    con.close()
+    out = _run("analyze", "--db", str(path), "--json", "--until", "2024-05-08", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    [f] = json.loads(out.stdout)
+    assert f["occurrences"] == 2 and f["total_occurrences"] == 2  # only 05-06 and 05-07 analysed
+    assert f["last_seen"].startswith("2024-05-07")
+    everything = _run("analyze", "--db", str(path), "--json", cwd=tmp_path)
+    [f] = json.loads(everything.stdout)
+    assert f["occurrences"] == 4
+    table = _run("analyze", "--db", str(path), "--since", "2024-05-09", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()[:2]
+    assert "OCCURRENCES" in header
+    cells = row.split()
+    assert cells[cells.index("n_plus_one_query") + 4] == "1/4"  # in window / all time
