@@ -130,3 +130,61 @@ def test_cli_until_is_honoured_and_counts_are_window_scoped(tmp_path):
     assert "OCCURRENCES" in header
     cells = row.split()
     assert cells[cells.index("n_plus_one_query") + 4] == "1/4"  # in window / all time
+
+
+def _authors_page(start_ns=BASE_NS, authors=6, books=3):
+    """The demo's /authors: authors query, per author lazy Author.books, per book lazy Book.reviews."""
+    t = TraceBuilder(route="/authors", duration_ms=500, start_ns=start_ns)
+    t.db(
+        "SELECT authors.id, authors.name FROM authors",
+        1,
+        3,
+        params_hash="all",
+        code=("pages.py", 70, "authors"),
+    )
+    at = 5.0
+    for a in range(authors):
+        t.db(
+            "SELECT books.id, books.author_id FROM books WHERE %(param_1)s = books.author_id",
+            at,
+            10,
+            params_hash=f"a{a}",
+            relationship="Author.books",
+            uselist=True,
+            code=("pages.py", 76, "authors"),
+        )
+        at += 11
+        for b in range(books):
+            t.db(
+                "SELECT reviews.id, reviews.stars FROM reviews WHERE %(param_1)s = reviews.book_id",
+                at,
+                10,
+                params_hash=f"b{a}.{b}",
+                relationship="Book.reviews",
+                uselist=True,
+                code=("pages.py", 78, "authors"),
+            )
+            at += 11
+    return t
+
+
+def test_nested_n_plus_one_suggests_chained_loader_on_outer_query(db):
+    store(db, _authors_page())
+    found = {f["evidence"]["relationship"]: f for f in by_kind(analyze(db), "n_plus_one_query")}
+    assert set(found) == {"Author.books", "Book.reviews"}
+    inner = found["Book.reviews"]
+    assert inner["evidence"]["nested_in"] == "Author.books"
+    hint = inner["fix_hint"]
+    assert "selectinload(Author.books).selectinload(Book.reviews)" in hint
+    assert "the loop at pages.py:78" in hint and "parent rows at pages.py:78" not in hint
+    outer = found["Author.books"]  # the outer loop: a plain one-level N+1
+    assert "nested_in" not in outer["evidence"]
+    assert "selectinload(Author.books)" in outer["fix_hint"] and ".selectinload(Book" not in outer["fix_hint"]
+
+
+def test_nested_n_plus_one_detected_when_outer_loop_is_short(db):
+    """2 authors (outer loop below 5 repeats) x 4 books: the source query is still a lazy load."""
+    store(db, _authors_page(authors=2, books=4))
+    [inner] = by_kind(analyze(db), "n_plus_one_query")
+    assert inner["evidence"]["relationship"] == "Book.reviews"
+    assert "selectinload(Author.books).selectinload(Book.reviews)" in inner["fix_hint"]
