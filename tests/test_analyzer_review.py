@@ -188,3 +188,27 @@ def test_nested_n_plus_one_detected_when_outer_loop_is_short(db):
     [inner] = by_kind(analyze(db), "n_plus_one_query")
     assert inner["evidence"]["relationship"] == "Book.reviews"
     assert "selectinload(Author.books).selectinload(Book.reviews)" in inner["fix_hint"]
+
+
+def _span_outliers(route, outliers, start_ns=BASE_NS):
+    traces = []
+    for i in range(40):
+        t = TraceBuilder(route=route, duration_ms=400, start_ns=start_ns + i * MIN)
+        slow = i < outliers
+        t.db("SELECT * FROM books WHERE books.id = %s", 1, 272 if slow else 0.85, params_hash=f"k{i}")
+        traces.append(t)
+    return traces
+
+
+def test_slow_span_single_outliers_are_noise(db):
+    store(db, *_span_outliers("/once", 1), *_span_outliers("/twice", 2, start_ns=BASE_NS + 50 * MIN))
+    assert by_kind(analyze(db), "slow_span") == []
+    store(db, *_span_outliers("/thrice", 3, start_ns=BASE_NS + 100 * MIN))
+    [f] = by_kind(analyze(db), "slow_span")
+    assert f["endpoint"] == "/thrice" and f["occurrences"] == 3
+    config = {"detectors": {"slow_span": {"min_occurrences": 1}}}
+    assert {f["endpoint"] for f in by_kind(analyze(db, config=config), "slow_span")} == {
+        "/once",
+        "/twice",
+        "/thrice",
+    }
