@@ -212,3 +212,21 @@ def test_slow_span_single_outliers_are_noise(db):
         "/twice",
         "/thrice",
     }
+
+
+def test_config_falls_back_to_tomli_without_tomllib(tmp_path):
+    """Python 3.10 has no tomllib: the config loader must use tomli (in a fresh interpreter)."""
+    import pytest
+
+    pytest.importorskip("tomli")
+    p = tmp_path / "tracehound.toml"
+    p.write_text("[detectors.slow_query]\nmin_duration_ms = 250\n")
+    code = (
+        "import sys; sys.modules['tomllib'] = None\n"  # import tomllib now raises ModuleNotFoundError
+        "from tracehound.analyzer.config import AnalyzerConfig, tomllib\n"
+        f"assert tomllib.__name__ == 'tomli', tomllib\n"
+        f"print(AnalyzerConfig.load({str(p)!r}).get('slow_query')['min_duration_ms'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) == 250.0
