@@ -230,3 +230,23 @@ def test_config_falls_back_to_tomli_without_tomllib(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) == 250.0
+
+
+def test_cache_set_loop_hint_says_set_many(db):
+    t = TraceBuilder(route="/warm", duration_ms=200)
+    for i in range(8):
+        t.cache("set", "book:{n}", None, 1 + i * 3, 2)
+    store(db, t)
+    [f] = by_kind(analyze(db), "n_plus_one_cache")
+    assert "set_many" in f["fix_hint"] and "get_many" not in f["fix_hint"] and "Fetch" not in f["fix_hint"]
+
+
+def test_slow_endpoint_title_pluralises(db):
+    traces = []
+    for i in range(12):
+        t = TraceBuilder(route="/one", duration_ms=1500, start_ns=BASE_NS + i * MIN)
+        t.db("SELECT pg_sleep(1.4)", 10, 1400)
+        traces.append(t)
+    store(db, *traces)
+    [f] = by_kind(analyze(db), "slow_endpoint")
+    assert "in 1 DB query" in f["title"] and "1 DB queries" not in f["title"]

@@ -134,6 +134,8 @@ def describe(f: dict, c: dict) -> dict:
     top, pct = st["dominant"], st["dominant_pct"]
     label = dict((p[0], p[3]) for p in _PARTS)[top]
     count = st["p95_counts_avg"].get(top)
+    if count and label.endswith(("queries", "calls")) and round(count) == 1:  # "1 DB query", "1 cache call"
+        label = label.replace("queries", "query").replace("calls", "call")
     what = f"{count:.0f} {label}" if count else label
     hints = {
         "db": "Look at this route's N+1 and slow query findings; cut the number of queries (eager loading) "
