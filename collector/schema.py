@@ -130,8 +130,9 @@ def check_and_migrate(con, component: str, target_version: int, migrations: dict
     Raises :class:`SchemaTooNewError` if the stored version is newer than ``target_version``.
     """
     con.execute(SCHEMA_TABLE_DDL)
-    row = con.execute("SELECT version FROM tracehound_schema WHERE component = ?", [component]).fetchone()
-    found = row[0] if row else 0
+    # fetchall, not fetchone: DuckDB 2 keeps a half-read result open and then refuses con.register()
+    rows = con.execute("SELECT version FROM tracehound_schema WHERE component = ?", [component]).fetchall()
+    found = rows[0][0] if rows else 0
     if found > target_version:
         raise SchemaTooNewError(
             f"this database's {component!r} schema is version {found}, but this tracehound only "

@@ -250,3 +250,60 @@ def test_slow_endpoint_title_pluralises(db):
     store(db, *traces)
     [f] = by_kind(analyze(db), "slow_endpoint")
     assert "in 1 DB query" in f["title"] and "1 DB queries" not in f["title"]
+
+
+def test_code_location_is_the_most_common_and_worst_example_is_kept(db):
+    traces = []
+    for i in range(6):
+        where = ("app/a.py", 10, "a") if i < 4 else ("app/b.py", 20, "b")
+        t = TraceBuilder(route="/mix", duration_ms=900, start_ns=BASE_NS + i * MIN)
+        each = 60 if i == 0 else 10  # the oldest trace is by far the worst
+        for q in range(6):
+            t.db("SELECT * FROM t WHERE id = %s", 1 + q * (each + 1), each, params_hash=f"q{q}", code=where)
+        traces.append(t)
+    store(db, *traces)
+    [f] = by_kind(analyze(db), "n_plus_one_query")
+    assert (f["code_filepath"], f["code_lineno"]) == ("app/a.py", 10)
+    assert f["example_trace_ids"][:3] == [t.trace_id for t in traces[::-1][:3]]  # most recent first
+    assert traces[0].trace_id in f["example_trace_ids"]  # plus the worst, although the oldest
+
+
+def test_repeated_query_at_exactly_two_runs_and_override(db):
+    t = TraceBuilder(route="/twice", duration_ms=100)
+    t.db("SELECT * FROM settings WHERE id = %s", 1, 5, params_hash="same")
+    t.db("SELECT * FROM settings WHERE id = %s", 10, 5, params_hash="same")
+    store(db, t)
+    [f] = by_kind(analyze(db), "repeated_query")
+    assert f["evidence"] and f["occurrences"] == 1
+    config = {"detectors": {"repeated_query": {"min_count": 3}}}
+    assert by_kind(analyze(db, config=config), "repeated_query") == []
+
+
+def test_cache_miss_ratio_not_flagged_at_low_volume(db):
+    traces = []
+    for i in range(19):  # 19 lookups, all misses: below min_lookups (20)
+        t = TraceBuilder(route="/rare", duration_ms=30, start_ns=BASE_NS + i * MIN)
+        t.cache("get", "rare:{n}", False, 1, 1)
+        traces.append(t)
+    store(db, *traces)
+    assert by_kind(analyze(db), "cache_miss_ratio") == []
+    t = TraceBuilder(route="/rare", duration_ms=30, start_ns=BASE_NS + 30 * MIN)
+    t.cache("get", "rare:{n}", False, 1, 1)
+    store(db, t)
+    assert len(by_kind(analyze(db), "cache_miss_ratio")) == 1  # the 20th lookup makes it a finding
+
+
+def test_finding_id_survives_closing_and_reopening_the_db(tmp_path):
+    from tracehound.collector.store import open_database
+
+    path = tmp_path / "th.duckdb"
+    con = open_database(path)
+    store(con, n_plus_one_trace())
+    [first] = by_kind(analyze(con), "n_plus_one_query")
+    con.close()
+    con = open_database(path)
+    store(con, n_plus_one_trace(start_ns=BASE_NS + 5 * MIN))
+    [again] = by_kind(analyze(con), "n_plus_one_query")
+    con.close()
+    assert again["id"] == first["id"] and again["fingerprint"] == first["fingerprint"]
+    assert again["occurrences"] == 2
