@@ -307,3 +307,20 @@ def test_finding_id_survives_closing_and_reopening_the_db(tmp_path):
     con.close()
     assert again["id"] == first["id"] and again["fingerprint"] == first["fingerprint"]
     assert again["occurrences"] == 2
+
+
+def test_consecutive_http_stays_one_finding_when_one_call_dips_under_threshold(db):
+    def trace(durations, start_ns):
+        t = TraceBuilder(route="/sync", duration_ms=6000, start_ns=start_ns)
+        at = 10.0
+        for path, d in durations:
+            t.http("GET", f"https://api.partner.io/v1/{path}/42", at, d)
+            at += d + 10
+        return t
+
+    slow = [("users", 1200), ("orders", 1200), ("stock", 1200), ("prices", 1200)]
+    dipped = [("users", 1200), ("orders", 1200), ("stock", 300), ("prices", 1200)]
+    store(db, trace(slow, BASE_NS), trace(dipped, BASE_NS + MIN))
+    [f] = by_kind(analyze(db), "consecutive_http")
+    assert f["occurrences"] == 2 and f["impact_ms"] == 3600.0 + 2400.0
+    assert "api.partner.io" in f["title"] or "api.partner.io" in json.dumps(f["evidence"])
