@@ -324,3 +324,9 @@ def test_consecutive_http_stays_one_finding_when_one_call_dips_under_threshold(d
     [f] = by_kind(analyze(db), "consecutive_http")
     assert f["occurrences"] == 2 and f["impact_ms"] == 3600.0 + 2400.0
     assert "api.partner.io" in f["title"] or "api.partner.io" in json.dumps(f["evidence"])
+
+
+def test_n_plus_one_evidence_has_loop_wall_time(db):
+    store(db, n_plus_one_trace(n=10, each_ms=8.0, gap_ms=3.0))  # repeats at 10, 21, ..., 109 (+8)
+    [f] = by_kind(analyze(db), "n_plus_one_query")
+    assert f["evidence"]["loop_wall_ms"] == 107.0 and f["evidence"]["repeated_ms_avg"] == 80.0

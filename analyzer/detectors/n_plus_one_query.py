@@ -75,6 +75,7 @@ def detect(cur, cfg) -> int:
                     "nested_in": r.get("source_rel") if r["orm_rel"] else None,
                     "nested_in_uselist": r.get("source_uselist"),
                     "below_time_threshold": below,
+                    "loop_wall_ms": ms(r["last_end"] - r["first_start"]),
                 },
             }
         )
@@ -143,6 +144,9 @@ def describe(f: dict, c: dict) -> dict:
             "queries_per_request_avg": round(avg_n, 1),
             "queries_per_request_max": f["max_span_count"],
             "repeated_ms_avg": round(f["avg_duration_ms"], 3),
+            # wall time of the loop (first repeat start -> last repeat end) in the latest occurrence:
+            # its excess over repeated_ms is ORM/app work between the queries (the loop's "self time")
+            "loop_wall_ms": d.get("loop_wall_ms"),
             "impact_ms_per_request_avg": round(avg_impact, 3),
             "batched_query_estimate": "slowest single repeat",
         },
