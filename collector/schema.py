@@ -130,13 +130,14 @@ class ForeignTableError(SchemaError):
 
 def stored_version(con, component: str) -> int:
     """``component``'s schema version recorded in the database (0 if none). Reads only."""
+    # fetchall, not fetchone: DuckDB 2 keeps a half-read result open and then refuses con.register()
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'tracehound_schema'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not exists:
         return 0
-    row = con.execute("SELECT version FROM tracehound_schema WHERE component = ?", [component]).fetchone()
-    return row[0] if row else 0
+    rows = con.execute("SELECT version FROM tracehound_schema WHERE component = ?", [component]).fetchall()
+    return rows[0][0] if rows else 0
 
 
 def check_version(con, component: str, target_version: int) -> int:
