@@ -100,3 +100,60 @@ def test_params_hash_compares_parameters_not_values():
         for _ in range(2)
     ]
     assert fixed[0] == fixed[1]
+
+
+def test_normalise_key_replaces_free_text_segments():
+    # e-mails, names, URL-encoded text and mixed letters+digits never leave the process
+    assert normalise_key("user:alice@example.com:profile") == "user:{s}:profile"
+    assert normalise_key("author:Ann Lee:books") == "author:{s}:books"
+    assert normalise_key("author:Ann%20Lee") == "author:{s}"
+    assert normalise_key("greeting:Bonjour") == "greeting:{s}"
+    assert normalise_key("order:ab12cd:lines") == "order:{s}:lines"
+    # every query-string value is replaced, parameter names stay
+    assert normalise_key("view//books?author=Ann%20Lee&page=2") == "view//books?author={v}&page={v}"
+    assert normalise_key("search?q=alice@example.com") == "search?q={v}"
+    assert normalise_key("filter:owner=bob") == "filter:owner={v}"
+    # numbers inside an identifier segment become placeholders, the words stay
+    assert normalise_key("book-42:cover") == "book-{n}:cover"
+    assert normalise_key("TOP_BOOKS") == "TOP_BOOKS"
+
+
+def test_normalise_key_keeps_the_demo_keys_readable():
+    assert normalise_key("book:17") == "book:{n}"
+    assert normalise_key("home:featured") == "home:featured"
+    assert normalise_key("rec:user:7") == "rec:user:{n}"
+    assert normalise_key("recs:user:7") == "recs:user:{n}"
+    assert normalise_key("price:12") == "price:{n}"
+    assert normalise_key("bestsellers") == "bestsellers"
+    assert normalise_key("view//api/books/3") == "view//api/books/{n}"
+    assert normalise_key("flask_cache_view//books") == "flask_cache_view//books"
+    # already normalised keys are stable
+    assert normalise_key("book:{n}") == "book:{n}"
+    assert normalise_key(normalise_key("user:alice@example.com")) == "user:{s}"
+
+
+def test_include_prefix_with_a_venv_inside_the_project():
+    """TRACEHOUND_CODE_INCLUDE=/srv/app with the venv at /srv/app/.venv: the venv's libraries
+    are still not application code (the longest matching prefix decides)."""
+    site = "/srv/app/.venv/lib/python3.12/site-packages"
+    locator = CodeLocator(include=("/srv/app",), exclude=())
+    assert locator.is_app_file("/srv/app/shop/views.py")
+    assert not locator.is_app_file(f"{site}/sqlalchemy/orm/query.py")
+    assert not locator.is_app_file(f"{site}/flask/app.py")
+    assert not locator.is_app_file("/srv/other/x.py")  # not included
+    # a longer include prefix names a library on purpose: it counts
+    named = CodeLocator(include=("/srv/app", f"{site}/mylib"), exclude=())
+    assert named.is_app_file(f"{site}/mylib/db.py")
+    assert not named.is_app_file(f"{site}/sqlalchemy/orm/query.py")
+    # a user exclude inside an include, and an include inside that exclude
+    nested = CodeLocator(include=("/srv/app", "/srv/app/gen/keep"), exclude=("/srv/app/gen",))
+    assert not nested.is_app_file("/srv/app/gen/models.py")
+    assert nested.is_app_file("/srv/app/gen/keep/models.py")
+    assert nested.is_app_file("/srv/app/views.py")
+    # the real interpreter's libraries stay excluded under an include of "/"
+    import sqlalchemy
+
+    everything = CodeLocator(include=("/",), exclude=())
+    assert not everything.is_app_file(sqlalchemy.__file__)
+    assert not everything.is_app_file(os.__file__)
+    assert everything.is_app_file(HERE)
