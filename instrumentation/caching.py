@@ -34,6 +34,7 @@ import sys
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from .codeloc import code_attributes
 from .config import cache_key_mode
 
 _CURRENT: contextvars.ContextVar[object | None] = contextvars.ContextVar("tracehound_cache_op", default=None)
@@ -249,16 +250,11 @@ def _wrap_cached(method):
             code = getattr(f, "__code__", None)
             info = {"tracehound.cache.decorator": "cached"}
             if code is not None:
-                function = getattr(code, "co_qualname", code.co_name)
+                qualname = getattr(code, "co_qualname", code.co_name)
                 info.update(
-                    {
-                        "code.filepath": code.co_filename,
-                        "code.lineno": code.co_firstlineno,
-                        "code.function": function,
-                        "code.file.path": code.co_filename,
-                        "code.line.number": code.co_firstlineno,
-                        "code.function.name": function,
-                    }
+                    code_attributes(
+                        code.co_filename, code.co_firstlineno, qualname, getattr(f, "__module__", None)
+                    )
                 )
 
             @functools.wraps(decorated)

@@ -110,7 +110,9 @@ class CodeLocator:
         return not self.include
 
     def find(self, depth: int = 1):
-        """``(filepath, lineno, function)`` of the innermost application frame, or None."""
+        """``(filepath, lineno, qualname, module)`` of the innermost application frame ``depth``
+        frames above the caller, or None. ``qualname`` is the code object's qualified name
+        (``register.<locals>.books``), ``module`` the frame's module (see :func:`_module_name`)."""
         try:
             frame = sys._getframe(depth + 1)
         except ValueError:
@@ -128,24 +130,58 @@ class CodeLocator:
                 if template is not None:
                     with contextlib.suppress(Exception):  # best-effort template line mapping
                         lineno = template.get_corresponding_lineno(lineno)
-                return path, lineno, getattr(code, "co_qualname", code.co_name)
+                return (
+                    path,
+                    lineno,
+                    getattr(code, "co_qualname", code.co_name),
+                    _module_name(frame.f_globals, path),
+                )
             frame = frame.f_back
         return None
 
     def attributes(self, depth: int = 1) -> dict:
-        """The six code attributes (old and new semconv names) or ``{}``."""
+        """The seven code attributes (see :func:`code_attributes`) or ``{}``."""
         found = self.find(depth + 1)
         if found is None:
             return {}
-        path, lineno, function = found
-        return {
-            "code.filepath": path,
-            "code.lineno": lineno,
-            "code.function": function,
-            "code.file.path": path,
-            "code.line.number": lineno,
-            "code.function.name": function,
-        }
+        return code_attributes(*found)
+
+
+def _module_name(frame_globals: dict, path: str) -> str | None:
+    """The module's ``__name__``; for the ``__main__`` script, its import name (``python -m
+    shop``) or file stem (``python shop.py``), so names do not change with the launch mode."""
+    name = frame_globals.get("__name__")
+    if name != "__main__":
+        return name
+    spec = frame_globals.get("__spec__")
+    if spec is not None and getattr(spec, "name", None):
+        return spec.name
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def code_attributes(path: str, lineno: int, qualname: str, module: str | None) -> dict:
+    """Code attributes under the older and the newer semantic-convention names.
+
+    * newer: ``code.file.path``, ``code.line.number``, ``code.function.name`` fully qualified
+      (``<module>.<qualname>``, e.g. ``shop.register.<locals>.books``, as the spec's
+      ``com.example.MyHttpService.serveRequest``);
+    * older: ``code.filepath``, ``code.lineno``, ``code.function`` the bare function name
+      (``books``) and ``code.namespace`` what qualifies it (``shop.register.<locals>``).
+    """
+    namespace, _, function = qualname.rpartition(".")
+    if module:
+        namespace = f"{module}.{namespace}" if namespace else module
+    attrs = {
+        "code.filepath": path,
+        "code.lineno": lineno,
+        "code.function": function,
+        "code.file.path": path,
+        "code.line.number": lineno,
+        "code.function.name": f"{namespace}.{function}" if namespace else function,
+    }
+    if namespace:
+        attrs["code.namespace"] = namespace
+    return attrs
 
 
 _LOCATOR: CodeLocator | None = None
@@ -167,6 +203,8 @@ class CodeLocationProcessor(SpanProcessor):
     """
 
     def on_start(self, span, parent_context=None) -> None:
+        """Set the code attributes on ``span`` when it is a CLIENT span and an application
+        frame is on the stack; other spans are left alone."""
         if span.kind is not SpanKind.CLIENT:
             return
         attrs = locator().attributes(depth=2)
@@ -174,10 +212,11 @@ class CodeLocationProcessor(SpanProcessor):
             span.set_attributes(attrs)
 
     def on_end(self, span) -> None:
-        pass
+        """Nothing to do when a span ends."""
 
     def shutdown(self) -> None:
-        pass
+        """Nothing to release."""
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is buffered: always True."""
         return True

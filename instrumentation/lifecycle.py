@@ -277,6 +277,8 @@ class _ForwardingSubprocess:
 
     @staticmethod
     def call(args, **kwargs):
+        """``subprocess.call`` whose SIGTERM goes to the child (then waits for it); returns
+        the child's exit code. Any other exception still kills the child."""
         with subprocess.Popen(args, **kwargs) as child:
 
             def forward(signum, frame):

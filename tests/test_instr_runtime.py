@@ -309,4 +309,4 @@ def test_outbound_http_client_spans(tmp_path):
         assert a["url.full"] == target
         assert a["server.address"] == "127.0.0.1"
         assert a["http.response.status_code"] == "200"
-        assert code_location(span) == (str(SHOP), str(mark_line(mark)), "register.<locals>.outbound")
+        assert code_location(span) == (str(SHOP), str(mark_line(mark)), "shop.register.<locals>.outbound")

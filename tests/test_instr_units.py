@@ -35,12 +35,32 @@ def test_default_rules_skip_libraries_and_find_this_test():
     assert not locator.is_app_file("/srv/app/.venv/lib/python3.11/site-packages/lib/x.py")
     assert not locator.is_app_file("<frozen importlib._bootstrap>")
     lib_file = os.path.join(os.path.dirname(os.__file__), "somelib.py")
-    path, line, function = _call_from(lib_file, lambda: locator.find(depth=0))
-    assert (path, function) == (
+    path, line, function, module = _call_from(lib_file, lambda: locator.find(depth=0))
+    assert (path, function, module) == (
         HERE,
         "test_default_rules_skip_libraries_and_find_this_test.<locals>.<lambda>",
+        __name__,
     )
     assert line > 0
+    attrs = _call_from(lib_file, lambda: locator.attributes(depth=0))
+    assert attrs["code.function"] == "<lambda>"
+    assert (
+        attrs["code.namespace"] == f"{__name__}.test_default_rules_skip_libraries_and_find_this_test.<locals>"
+    )
+    assert attrs["code.function.name"] == f"{attrs['code.namespace']}.<lambda>"
+    assert (attrs["code.filepath"], attrs["code.lineno"]) == (
+        attrs["code.file.path"],
+        attrs["code.line.number"],
+    )
+
+
+def test_code_attributes_of_a_module_level_function():
+    from tracehound.instrumentation.codeloc import code_attributes
+
+    attrs = code_attributes("/srv/app/app.py", 12, "index", "__main__")
+    assert attrs["code.function"] == "index"
+    assert attrs["code.namespace"] == "__main__"
+    assert attrs["code.function.name"] == "__main__.index"
 
 
 def test_exclude_and_include_prefixes(tmp_path):
@@ -157,3 +177,18 @@ def test_include_prefix_with_a_venv_inside_the_project():
     assert not everything.is_app_file(sqlalchemy.__file__)
     assert not everything.is_app_file(os.__file__)
     assert everything.is_app_file(HERE)
+
+
+def test_main_script_functions_are_named_after_the_file(tmp_path):
+    """``python app.py`` runs the app as ``__main__``; code.function.name says ``app.view``, as
+    under ``flask --app app run``."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        "from tracehound.instrumentation.codeloc import CodeLocator\n"
+        "def view():\n"
+        "    return CodeLocator(include=(), exclude=()).attributes(depth=0)\n"
+        "a = view()\n"
+        "print(a['code.function.name'], a['code.namespace'], a['code.function'])\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["app.view", "app", "view"]
