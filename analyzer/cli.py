@@ -45,6 +45,9 @@ def analyze(db: Path, since: str | None, until: str | None, as_json: bool, confi
     """
     import json
 
+    from tracehound._deps import require_extra
+
+    require_extra("analyze", "server", ("duckdb", "pyarrow", "numpy"))
     from tracehound.analyzer.config import AnalyzerConfig, ConfigError
     from tracehound.analyzer.engine import analyze as run_analysis
     from tracehound.analyzer.engine import to_ns

@@ -71,6 +71,7 @@ def create_app(con, settings) -> FastAPI:
     Uses ``settings.api_token`` (optional bearer token), ``settings.jaeger_url`` and
     ``settings.grafana_url`` (bases of the 'open in Jaeger/Grafana' links).
     """
+    from .routes_analyze import router as analyze_router
     from .routes_html import make_templates
     from .routes_html import router as html_router
     from .routes_json import router as json_router
@@ -139,6 +140,7 @@ def create_app(con, settings) -> FastAPI:
         return error_response(request, 500, f"internal error ({type(exc).__name__}); see the server log")
 
     app.include_router(json_router)
+    app.include_router(analyze_router)
     app.include_router(html_router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app

@@ -63,8 +63,11 @@ def _clean(svg: str | bytes) -> Markup:
     return Markup(ET.tostring(root, encoding="unicode"))
 
 
-def sparkline(values: list[float | None], *, width: int = 120, height: int = 28) -> Markup:
+def sparkline(
+    values: list[float | None], *, width: int = 120, height: int = 28, title: str = "p95 ms per bucket"
+) -> Markup:
     """A tiny line of ``values`` (``None`` leaves a gap); empty Markup with fewer than two values.
+    Its ``<title>`` (the tooltip) lists the values with one decimal; ``title`` must not come from spans.
 
     Drawn as a bare SVG polyline rather than with pygal: pygal costs ~10 ms per chart, and the
     overview has one sparkline per route (40 routes would take 400 ms). The SVG holds only numbers
@@ -93,14 +96,46 @@ def sparkline(values: list[float | None], *, width: int = 120, height: int = 28)
         else f'<circle cx="{seg[0].split(",")[0]}" cy="{seg[0].split(",")[1]}" r="1.4" fill="{PALETTE[0]}"/>'
         for seg in segments
     )
+    label = ", ".join("–" if v is None else f"{v:.1f}" for v in values)
     return Markup(
         f'<svg xmlns="{SVG_NS}" class="sparkline" role="img" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}">{lines}</svg>'
+        f'viewBox="0 0 {width} {height}"><title>{title}: {label}</title>{lines}</svg>'
     )
 
 
-def latency_chart(points: list[dict], *, title: str = "Latency (ms)") -> Markup:
-    """p50/p95/p99 lines over time buckets (``points`` from ``queries.endpoint_series``)."""
+def duration_text(seconds: float) -> str:
+    """A bucket size for people: ``2.5 s``, ``45 s``, ``2.5 min``, ``1 h``, ``1.5 d``."""
+    if seconds < 10:
+        return f"{seconds:.3g} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 86400:.3g} d"
+
+
+def time_format(bucket_seconds: float, span_seconds: float) -> str:
+    """strftime format of x-axis labels so that neighbouring buckets read differently: seconds for
+    buckets under a minute, the date only when the window covers more than a day."""
+    fmt = "%H:%M:%S" if bucket_seconds < 60 else "%H:%M"
+    return ("%m-%d " + fmt) if span_seconds > 86400 or bucket_seconds >= 3600 else fmt
+
+
+def _x_labels(points: list[dict], bucket_seconds: float | None) -> list[str]:
+    if bucket_seconds is None:
+        bucket_seconds = (points[1]["start"] - points[0]["start"]).total_seconds() if len(points) > 1 else 60
+    span = (points[-1]["start"] - points[0]["start"]).total_seconds() if points else 0
+    fmt = time_format(bucket_seconds, span)
+    return [p["start"].strftime(fmt) for p in points]
+
+
+def latency_chart(
+    points: list[dict], *, title: str = "Latency (ms)", bucket_seconds: float | None = None
+) -> Markup:
+    """p50/p95/p99 lines over time buckets (``points`` from ``queries.endpoint_series``); x labels in
+    UTC, formatted by :func:`time_format`."""
     chart = pygal.Line(
         width=1100,
         height=320,
@@ -113,7 +148,7 @@ def latency_chart(points: list[dict], *, title: str = "Latency (ms)") -> Markup:
         truncate_label=-1,
         **_COMMON,
     )
-    chart.x_labels = [p["start"].strftime("%m-%d %H:%M") for p in points]
+    chart.x_labels = _x_labels(points, bucket_seconds)
     chart.x_labels_major = chart.x_labels[:: max(len(points) // 6, 1)]
     for name in ("p50_ms", "p95_ms", "p99_ms"):
         chart.add(name.replace("_ms", ""), [round(p[name], 2) for p in points])
@@ -121,7 +156,10 @@ def latency_chart(points: list[dict], *, title: str = "Latency (ms)") -> Markup:
 
 
 def breakdown_chart(
-    points: list[dict], *, title: str = "Where the time goes (mean ms per request)"
+    points: list[dict],
+    *,
+    title: str = "Where the time goes (mean ms per request)",
+    bucket_seconds: float | None = None,
 ) -> Markup:
     """Stacked bars per time bucket: db, cache, http, template and self time (ms per request)."""
     chart = pygal.StackedBar(
@@ -134,7 +172,7 @@ def breakdown_chart(
         truncate_label=-1,
         **{**_COMMON, "style": Style(**{**STYLE.to_dict(), "colors": BREAKDOWN_COLORS})},
     )
-    chart.x_labels = [p["start"].strftime("%m-%d %H:%M") for p in points]
+    chart.x_labels = _x_labels(points, bucket_seconds)
     chart.x_labels_major = chart.x_labels[:: max(len(points) // 6, 1)]
     for name in ("db_ms", "cache_ms", "http_ms", "template_ms", "self_ms"):
         chart.add(name.replace("_ms", ""), [round(p[name] or 0.0, 3) for p in points])

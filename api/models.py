@@ -99,6 +99,9 @@ class Span(BaseModel):
     events: list[Event]
     code_location: CodeLocation | None
     statement: str | None
+    label: str = Field(
+        description="What the waterfall row says: statement, cache operation + key, HTTP method + URL, or the name."
+    )
     highlight: bool = Field(description="True for the offending spans of a finding's example trace.")
 
 
@@ -136,7 +139,12 @@ class Endpoint(BaseModel):
     error_rate: float
     queries_per_request: float
     cache_hit_ratio: float | None = Field(description="null when the route made no cache lookups.")
-    findings_impact_ms: float
+    findings_impact_ms: float = Field(
+        description="Time wasted by the route's findings, leaving out symptom kinds (slow_endpoint, slow_span)."
+    )
+    trend_p95_ms: list[float | None] | None = Field(
+        None, description="With ?trend=true: p95 ms per time bucket of the window (null = no request)."
+    )
 
 
 class EndpointList(BaseModel):
@@ -175,4 +183,7 @@ class Service(BaseModel):
     p95_ms: float | None
     last_seen: UtcDateTime | None
     findings: int
-    impact_ms: float
+    impact_ms: float = Field(
+        description="Time wasted by the service's findings, leaving out symptom kinds (slow_endpoint, "
+        "slow_span): their time is the same time as the causes found on the route."
+    )

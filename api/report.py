@@ -22,8 +22,11 @@ import json
 
 from .report_render import render_html, render_markdown
 
-#: Routes shown in the per-route tables and charts (most requested first).
+#: Routes shown in the per-route tables and charts: the ``TOP_ROUTES`` with the most total time
+#: (requests x latency: where the server's time goes), plus the ``SLOWEST_ROUTES`` by p95 (a slow
+#: route hit rarely), listed by total time.
 TOP_ROUTES = 5
+SLOWEST_ROUTES = 3
 #: Findings listed under "top findings by impact".
 TOP_FINDINGS = 10
 STATUSES = ("new", "regressed", "open", "resolved")
@@ -78,18 +81,26 @@ def _headline(con, start, end) -> dict:
 def _routes(con, start, end, prev_start) -> list[dict]:
     rows = con.execute(
         """
-        SELECT service, endpoint, count(*) AS n,
-               quantile_cont(duration_ns, 0.95) / 1e6 AS p95_ms,
-               count(*) FILTER (WHERE is_error) / count(*) AS error_rate,
-               avg(db_ns) / 1e6, avg(cache_ns) / 1e6, avg(http_ns) / 1e6, avg(template_ns) / 1e6,
-               avg(self_ns) / 1e6, avg(duration_ns) / 1e6
-        FROM trace_summaries WHERE start >= ? AND start < ?
-        GROUP BY service, endpoint ORDER BY n DESC, endpoint LIMIT ?
+        WITH per_route AS (
+            SELECT service, endpoint, count(*) AS n,
+                   quantile_cont(duration_ns, 0.95) / 1e6 AS p95_ms,
+                   count(*) FILTER (WHERE is_error) / count(*) AS error_rate,
+                   avg(db_ns) / 1e6, avg(cache_ns) / 1e6, avg(http_ns) / 1e6, avg(template_ns) / 1e6,
+                   avg(self_ns) / 1e6, avg(duration_ns) / 1e6, sum(duration_ns) / 1e6 AS total_ms
+            FROM trace_summaries WHERE start >= ? AND start < ?
+            GROUP BY service, endpoint
+        )
+        SELECT * EXCLUDE (by_total, by_p95) FROM (
+            SELECT *, row_number() OVER (ORDER BY total_ms DESC, endpoint, service) AS by_total,
+                      row_number() OVER (ORDER BY p95_ms DESC, endpoint, service) AS by_p95
+            FROM per_route)
+        WHERE by_total <= ? OR by_p95 <= ?
+        ORDER BY total_ms DESC, endpoint, service
         """,
-        [start, end, TOP_ROUTES],
+        [start, end, TOP_ROUTES, SLOWEST_ROUTES],
     ).fetchall()
     routes = []
-    for service, endpoint, n, p95, err, db_ms, cache_ms, http_ms, tpl_ms, self_ms, mean_ms in rows:
+    for service, endpoint, n, p95, err, db_ms, cache_ms, http_ms, tpl_ms, self_ms, mean_ms, total_ms in rows:
         prev = con.execute(
             "SELECT quantile_cont(duration_ns, 0.95) / 1e6 FROM trace_summaries "
             "WHERE service = ? AND endpoint = ? AND start >= ? AND start < ?",
@@ -110,6 +121,7 @@ def _routes(con, start, end, prev_start) -> list[dict]:
                 "previous_p95_ms": round(prev, 2) if prev is not None else None,
                 "error_rate": err,
                 "mean_ms": round(mean_ms, 2),
+                "total_ms": round(total_ms, 2),
                 "breakdown_ms": {
                     "db": round(db_ms, 2),
                     "cache": round(cache_ms, 2),
@@ -190,8 +202,10 @@ def weekly_report(con, week: str | None = None) -> dict:
                       "previous": {same keys for the week before},
                       "p95_ms_by_route": [{"service", "endpoint", "p95_ms", "requests"}]},
          "routes": [{"service", "endpoint", "requests", "p95_ms", "previous_p95_ms", "error_rate",
-                     "mean_ms", "breakdown_ms": {"db", "cache", "http", "template", "self"} (mean ms
-                     per request, exclusive time), "daily_p95_ms": {"YYYY-MM-DD": ms}}],  # top 5
+                     "mean_ms", "total_ms" (sum of request durations this week),
+                     "breakdown_ms": {"db", "cache", "http", "template", "self"} (mean ms
+                     per request, exclusive time), "daily_p95_ms": {"YYYY-MM-DD": ms}}],
+                    # top TOP_ROUTES by total_ms plus the SLOWEST_ROUTES by p95, by total_ms
          "findings": {"new": [...], "open": [...], "regressed": [...], "resolved": [...]},
          "counts": {"new": n, "open": n, "regressed": n, "resolved": n},
          "top_findings": [...]}  # up to 10 of new/open/regressed by this week's impact_ms
@@ -223,12 +237,14 @@ def weekly_report(con, week: str | None = None) -> dict:
     }
 
 
-def render_report(report: dict, fmt: str) -> str:
-    """Render a :func:`weekly_report` dict as ``'html'``, ``'md'`` or ``'json'``; ``ValueError`` otherwise."""
+def render_report(report: dict, fmt: str, fragment: bool = False) -> str:
+    """Render a :func:`weekly_report` dict as ``'html'``, ``'md'`` or ``'json'``; ``ValueError`` otherwise.
+
+    ``fragment=True`` (html only): the page's content without html/head/body, for the UI's layout."""
     if fmt == "json":
         return json.dumps(report, indent=2, default=str)
     if fmt == "md":
         return render_markdown(report)
     if fmt == "html":
-        return render_html(report)
+        return render_html(report, fragment=fragment)
     raise ValueError(f"format must be html, md or json, not {fmt!r}")

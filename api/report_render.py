@@ -19,6 +19,7 @@ STATUS_TITLES = {
     "resolved": "Resolved",
 }
 BREAKDOWN = ("db", "cache", "http", "template", "self")
+ROUTES_NOTE = "The routes with the most total time (requests x latency), plus the slowest by p95."
 
 
 def _days(report: dict) -> list[str]:
@@ -90,7 +91,21 @@ def _pct(value: float) -> str:
 
 
 def _ms(value) -> str:
-    return "n/a" if value is None else f"{value:,.1f} ms"
+    """``1,234.5 ms``; ``no data`` for ``None`` (no request in that period)."""
+    return "no data" if value is None else f"{value:,.1f} ms"
+
+
+def _plural(n: int, word: str) -> str:
+    """``1 occurrence``, ``2 occurrences`` (thousands separated)."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def _previous(head: dict, key: str) -> str:
+    """The week before's ``p95_ms`` or ``error_rate``, or ``no requests`` when it had none."""
+    prev = head["previous"]
+    if not prev["requests"]:
+        return "no requests"
+    return _pct(prev[key]) if key == "error_rate" else _ms(prev[key])
 
 
 def render_markdown(report: dict) -> str:
@@ -104,18 +119,20 @@ def render_markdown(report: dict) -> str:
         "| | this week | previous week |",
         "|---|---:|---:|",
         f"| requests | {head['requests']:,} | {prev['requests']:,} |",
-        f"| error rate | {_pct(head['error_rate'])} | {_pct(prev['error_rate'])} |",
-        f"| p95 latency | {_ms(head['p95_ms'])} | {_ms(prev['p95_ms'])} |",
+        f"| error rate | {_pct(head['error_rate'])} | {_previous(head, 'error_rate')} |",
+        f"| p95 latency | {_ms(head['p95_ms'])} | {_previous(head, 'p95_ms')} |",
         "",
         "## Top routes",
         "",
-        "| route | requests | p95 | p95 previous week | error rate |",
-        "|---|---:|---:|---:|---:|",
+        ROUTES_NOTE,
+        "",
+        "| route | requests | total time | p95 | p95 previous week | error rate |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in report["routes"]:
         out.append(
-            f"| `{_route_name(r)}` | {r['requests']:,} | {_ms(r['p95_ms'])} | {_ms(r['previous_p95_ms'])} "
-            f"| {_pct(r['error_rate'])} |"
+            f"| `{_route_name(r)}` | {r['requests']:,} | {_ms(r['total_ms'])} | {_ms(r['p95_ms'])} "
+            f"| {_ms(r['previous_p95_ms'])} | {_pct(r['error_rate'])} |"
         )
     counts = report["counts"]
     out += [
@@ -132,7 +149,7 @@ def render_markdown(report: dict) -> str:
     for i, f in enumerate(report["top_findings"], 1):
         out += [
             f"{i}. **{f['title']}** ({f['kind']}, {f['severity']}, {f['status']})  ",
-            f"   `{f['endpoint']}`: {f['occurrences']} occurrences, {_ms(f['impact_ms'])} wasted  ",
+            f"   `{f['endpoint']}`: {_plural(f['occurrences'], 'occurrence')}, {_ms(f['impact_ms'])} wasted  ",
             f"   at `{_location(f)}`  " if f.get("code_location") else "   code location unknown  ",
             f"   fix: {f['fix_hint']}",
         ]
@@ -158,9 +175,10 @@ def render_markdown(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-_HTML = """<!doctype html>
+_HEAD = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>tracehound weekly report {{ r.week }}</title>
+<link rel="icon" href="data:,">
 <style>
 body{font-family:system-ui,-apple-system,sans-serif;margin:2rem auto;max-width:64rem;color:#222;padding:0 1rem}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{padding:.25rem .7rem;border-bottom:1px solid #ddd;text-align:left}
@@ -168,17 +186,20 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}.kpi{display:flex;gap:2r
 .kpi small{display:block;font-size:.8rem;color:#666}code{background:#f4f4f4;padding:0 .2rem}
 .sev-high{color:#b00020}.sev-medium{color:#b36b00}.sev-low{color:#555}li{margin-bottom:.6rem}
 </style></head><body>
-<h1>tracehound weekly report {{ r.week }}</h1>
+"""
+
+_BODY = """<h1>tracehound weekly report {{ r.week }}</h1>
 <p>{{ r.start[:10] }} to {{ r.end[:10] }} (UTC), compared with {{ r.previous_week }}.</p>
 <section class="kpi">
 <div>{{ "{:,}".format(h.requests) }}<small>requests ({{ "{:,}".format(h.previous.requests) }} the week before)</small></div>
-<div>{{ pct(h.error_rate) }}<small>error rate ({{ pct(h.previous.error_rate) }})</small></div>
-<div>{{ ms(h.p95_ms) }}<small>p95 latency ({{ ms(h.previous.p95_ms) }})</small></div>
+<div>{{ pct(h.error_rate) }}<small>error rate ({{ previous(h, "error_rate") }} the week before)</small></div>
+<div>{{ ms(h.p95_ms) }}<small>p95 latency ({{ previous(h, "p95_ms") }} the week before)</small></div>
 </section>
 <h2>Top routes</h2>
-<table><tr><th>route</th><th>requests</th><th>p95</th><th>p95 previous week</th><th>error rate</th></tr>
+<p>{{ routes_note }}</p>
+<table><tr><th>route</th><th>requests</th><th>total time</th><th>p95</th><th>p95 previous week</th><th>error rate</th></tr>
 {% for x in r.routes %}<tr><td><code>{{ route_name(x) }}</code></td><td class="n">{{ "{:,}".format(x.requests) }}</td>
-<td class="n">{{ ms(x.p95_ms) }}</td><td class="n">{{ ms(x.previous_p95_ms) }}</td><td class="n">{{ pct(x.error_rate) }}</td></tr>
+<td class="n">{{ ms(x.total_ms) }}</td><td class="n">{{ ms(x.p95_ms) }}</td><td class="n">{{ ms(x.previous_p95_ms) }}</td><td class="n">{{ pct(x.error_rate) }}</td></tr>
 {% endfor %}</table>
 <figure>{{ trend_svg|safe }}</figure>
 <h2>Findings</h2>
@@ -187,7 +208,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}.kpi{display:flex;gap:2r
 {% if not r.top_findings %}<p>No open finding this week.</p>{% endif %}
 <ol>{% for f in r.top_findings %}<li><strong>{{ f.title }}</strong>
 <span class="sev-{{ f.severity }}">{{ f.kind }}, {{ f.severity }}</span>, {{ f.status }}<br>
-<code>{{ f.endpoint }}</code>: {{ f.occurrences }} occurrences, {{ ms(f.impact_ms) }} wasted<br>
+<code>{{ f.endpoint }}</code>: {{ plural(f.occurrences, "occurrence") }}, {{ ms(f.impact_ms) }} wasted<br>
 {% if f.code_location %}at <code>{{ location(f) }}</code><br>{% endif %}
 fix: {{ f.fix_hint }}</li>{% endfor %}</ol>
 {% for s, t in titles.items() %}{% if r.findings[s] %}<h3>{{ t }}</h3>
@@ -197,20 +218,28 @@ fix: {{ f.fix_hint }}</li>{% endfor %}</ol>
 </table>{% endif %}{% endfor %}
 <h2>Where the time goes</h2>
 <figure>{{ breakdown_svg|safe }}</figure>
-</body></html>
+"""
+
+_TAIL = """</body></html>
 """
 
 
-def render_html(report: dict) -> str:
-    """The report as one self-contained HTML page (escaped text, inline SVG, no network reference)."""
+def render_html(report: dict, fragment: bool = False) -> str:
+    """The report as one self-contained HTML page (escaped text, inline SVG, no network reference).
+
+    ``fragment=True`` gives only the body's content (no html/head/body, no inline CSS) for a page
+    that wraps it in its own layout (the UI's ``/reports/weekly``)."""
     env = Environment(autoescape=True)
-    template = env.from_string(_HTML)
+    template = env.from_string(_BODY if fragment else _HEAD + _BODY + _TAIL)
     return template.render(
         r=report,
         h=report["headline"],
         titles=STATUS_TITLES,
         pct=_pct,
         ms=_ms,
+        plural=_plural,
+        previous=_previous,
+        routes_note=ROUTES_NOTE,
         route_name=_route_name,
         location=_location,
         trend_svg=latency_trend_svg(report),

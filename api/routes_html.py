@@ -21,8 +21,11 @@ from urllib.parse import quote, urlencode, urlsplit
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from . import charts, queries
+from .evidence import evidence_rows
+from .params import FindingKind, finding_filters
 from .routes_json import db_cursor
 
 router = APIRouter(include_in_schema=False)
@@ -97,6 +100,7 @@ def make_templates(settings) -> Jinja2Templates:
         jaeger_trace_url=lambda t: jaeger_trace_url(settings.jaeger_url, t),
         grafana_trace_url=lambda t: grafana_trace_url(settings.grafana_url, t),
         sparkline=charts.sparkline,
+        evidence_rows=evidence_rows,
         url_query=lambda **kw: urlencode({k: v for k, v in kw.items() if v is not None}),
     )
     return templates
@@ -126,18 +130,19 @@ def finding_page(request: Request, cur: Cursor, finding_id: str):
 def findings_page(
     request: Request,
     cur: Cursor,
-    service: str | None = None,
-    kind: str | None = None,
-    endpoint: str | None = None,
-    severity: str | None = None,
+    filters: Annotated[dict, Depends(finding_filters)],
     cursor: str | None = Query(None, max_length=1000),
 ):
-    """All findings with the same filters as ``/api/findings`` (50 per page)."""
-    page = queries.list_findings(
-        cur, service=service, kind=kind, endpoint=endpoint, severity=severity or None, cursor=cursor
-    )
-    filters = {"service": service, "kind": kind, "endpoint": endpoint, "severity": severity}
-    return _render(request, "findings.html", page=page, filters=filters)
+    """All findings with the same filters, window and sort as ``/api/findings`` (50 per page); empty
+    form fields are no filter."""
+    page = queries.list_findings(cur, **filters, cursor=cursor or None)
+    form = {
+        k: (v.isoformat().replace("+00:00", "Z") if isinstance(v, dt.datetime) else v)
+        for k, v in filters.items()
+    }
+    form["since"] = request.query_params.get("since") or form["since"]
+    form["until"] = request.query_params.get("until") or form["until"]
+    return _render(request, "findings.html", page=page, filters=form, kinds=list(FindingKind))
 
 
 @router.get("/endpoints", response_class=HTMLResponse)
@@ -158,8 +163,13 @@ def endpoints_page(request: Request, cur: Cursor, route: str | None = None, serv
         series=series,
         stats=stats["items"],
         findings=findings,
-        latency_svg=charts.latency_chart(series["points"]) if series["points"] else "",
-        breakdown_svg=charts.breakdown_chart(series["points"]) if series["points"] else "",
+        bucket=charts.duration_text(series["bucket_seconds"]),
+        latency_svg=charts.latency_chart(series["points"], bucket_seconds=series["bucket_seconds"])
+        if series["points"]
+        else "",
+        breakdown_svg=charts.breakdown_chart(series["points"], bucket_seconds=series["bucket_seconds"])
+        if series["points"]
+        else "",
     )
 
 
@@ -171,11 +181,13 @@ def trace_page(request: Request, cur: Cursor, trace_id: str):
 
 @router.get("/reports/weekly", response_class=HTMLResponse)
 def weekly_page(request: Request, cur: Cursor, week: str | None = None):
-    """The weekly report's own HTML (``render_report(weekly_report(...), 'html')``); 400 for a bad week."""
+    """The weekly report's HTML (``render_report(weekly_report(...), 'html', fragment=True)``) inside
+    the UI's layout, with links to the previous and next week; 400 for a bad week."""
     from .report import BadWeekError, render_report, weekly_report
 
     try:
         report = weekly_report(cur, week)
     except BadWeekError as exc:
         raise queries.BadRequest(str(exc)) from exc
-    return HTMLResponse(render_report(report, "html"))
+    body = Markup(render_report(report, "html", fragment=True))  # escaped by the report's own Jinja2
+    return _render(request, "weekly.html", report=report, body=body)

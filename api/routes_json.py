@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BeforeValidator
 
 from . import queries
 from .models import EndpointList, EndpointSeries, ErrorBody, FindingDetail, FindingPage, Service, Trace
+from .models_report import Status, WeeklyReport
+from .params import Since, Text, Until, blank_is_none, finding_filters
 
 ERRORS = {
     400: {"model": ErrorBody, "description": "A parameter is malformed."},
@@ -33,51 +33,23 @@ def db_cursor(request: Request):
 
 
 Cursor = Annotated[Any, Depends(db_cursor)]
-ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$", re.I)
-
-
-def iso_8601(value):
-    """Accept only ISO 8601 date/times (pydantic alone would also take '0.5' as a Unix time)."""
-    if isinstance(value, str) and not ISO_8601.match(value.strip()):
-        raise ValueError("must be an ISO 8601 date-time such as 2026-11-16T10:00:00Z")
-    return value
-
-
-IsoDateTime = Annotated[dt.datetime, BeforeValidator(iso_8601)]
-Since = Annotated[IsoDateTime | None, Query(description="Window start, ISO 8601 (UTC if no offset).")]
-Until = Annotated[IsoDateTime | None, Query(description="Window end (exclusive), ISO 8601.")]
 
 
 @router.get("/findings", response_model=FindingPage)
 def findings(
     cur: Cursor,
-    service: str | None = None,
-    kind: str | None = None,
-    endpoint: str | None = Query(None, description="http.route, exactly"),
-    severity: Literal["low", "medium", "high"] | None = None,
-    since: Since = None,
-    until: Until = None,
-    sort: Literal["impact_ms", "occurrences", "last_seen"] = "impact_ms",
+    filters: Annotated[dict, Depends(finding_filters)],
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = Query(None, max_length=1000, description="next_cursor of the previous page"),
 ):
     """Findings, sorted by ``sort`` descending (default ``impact_ms``), ``limit`` per page.
 
-    With ``since``/``until`` the counts and impact cover only occurrences in that window.
-    400 for a cursor this API did not return or ``since`` after ``until``.
+    Filters: ``service``, ``kind``, ``endpoint`` (http.route), ``severity``; an empty value means
+    no filter. With ``since``/``until`` the counts and impact cover only occurrences in that window.
+    400 for a cursor this API did not return or ``since`` after ``until``; 422 for an unknown
+    ``kind``/``severity``/``sort``.
     """
-    return queries.list_findings(
-        cur,
-        service=service,
-        kind=kind,
-        endpoint=endpoint,
-        severity=severity,
-        since=since,
-        until=until,
-        sort=sort,
-        limit=limit,
-        cursor=cursor,
-    )
+    return queries.list_findings(cur, **filters, limit=limit, cursor=cursor or None)
 
 
 @router.get("/findings/{finding_id}", response_model=FindingDetail)
@@ -86,17 +58,26 @@ def finding(cur: Cursor, finding_id: str = Path(max_length=200)):
     return queries.get_finding(cur, finding_id)
 
 
-@router.get("/endpoints", response_model=EndpointList)
+@router.get("/endpoints", response_model=EndpointList, response_model_exclude_unset=True)
 def endpoints(
     cur: Cursor,
-    service: str | None = None,
-    route: str | None = Query(None, description="http.route, exactly"),
+    service: Text = None,
+    route: Annotated[
+        str | None, BeforeValidator(blank_is_none), Query(description="http.route, exactly")
+    ] = None,
     since: Since = None,
     until: Until = None,
+    trend: bool = Query(
+        False, description=f"Add trend_p95_ms: p95 ms in {queries.TREND_BUCKETS} time buckets."
+    ),
 ):
     """Per-route latency percentiles (ms), throughput (req/s), error rate, queries/request and cache
-    hit ratio from the analysed traces. Default window: from the oldest trace, at most 24 h, to the newest."""
-    return queries.list_endpoints(cur, service=service, route=route, since=since, until=until)
+    hit ratio from the analysed traces. Default window: from the oldest trace, at most 24 h, to the newest.
+    With ``trend=true`` each route also gets ``trend_p95_ms`` (the overview's sparklines; ``null`` for
+    an empty bucket)."""
+    return queries.list_endpoints(
+        cur, service=service, route=route, since=since, until=until, with_trend=trend
+    )
 
 
 @router.get("/endpoints/series", response_model=EndpointSeries)
@@ -125,7 +106,7 @@ def trace(cur: Cursor, trace_id: str = Path(max_length=200)):
     return queries.get_trace(cur, trace_id)
 
 
-@router.get("/reports/weekly", response_model=dict[str, Any])
+@router.get("/reports/weekly", response_model=WeeklyReport)
 def weekly(cur: Cursor, week: str | None = Query(None, description="ISO week YYYY-Www; default this week")):
     """The weekly report as JSON (``tracehound.api.report.weekly_report``). 400 for a malformed week."""
     from .report import BadWeekError, weekly_report
@@ -136,7 +117,7 @@ def weekly(cur: Cursor, week: str | None = Query(None, description="ISO week YYY
         raise queries.BadRequest(str(exc)) from exc
 
 
-@router.get("/status", response_model=dict[str, Any])
+@router.get("/status", response_model=Status)
 def status(cur: Cursor):
     """Ingest and analyzer counters (``spans_total``, ``traces_analyzed``, ``traces_pending``, ...)."""
     return queries.status(cur)

@@ -11,6 +11,33 @@ _CODE_KEYS = (
     ("code.function.name", "code.function"),
 )
 _STATEMENT_KEYS = ("db.query.text", "db.statement")
+_METHOD_KEYS = ("http.request.method", "http.method")
+_URL_KEYS = ("url.full", "http.url")
+#: Longest label (characters); the full text stays in the row's detail.
+LABEL_MAX = 300
+
+
+def _first(attrs: dict, keys) -> str | None:
+    return next((attrs[k] for k in keys if attrs.get(k)), None)
+
+
+def span_label(name: str, kind: str, attrs: dict) -> str:
+    """What a waterfall row says: a DB span's statement (whitespace collapsed; SQLite span names
+    hold the database file path, which says nothing), a cache span's operation and key, an outbound
+    HTTP span's method and URL, a template render's template name, else the span name."""
+    statement = _first(attrs, _STATEMENT_KEYS)
+    if statement:
+        label = " ".join(statement.split())
+    elif attrs.get("cache.key") or attrs.get("cache.operation"):
+        op = name if name.startswith("cache.") else f"cache.{attrs.get('cache.operation') or name}"
+        label = f"{op} {attrs.get('cache.key', '')}".strip()
+    elif kind == "Client" and _first(attrs, _URL_KEYS):
+        label = f"{_first(attrs, _METHOD_KEYS) or name} {_first(attrs, _URL_KEYS)}"
+    elif attrs.get("jinja2.template_name") and attrs["jinja2.template_name"] not in name:
+        label = f"{name} {attrs['jinja2.template_name']}"
+    else:
+        label = name
+    return label[:LABEL_MAX]
 
 
 def _epoch_ns(ts: dt.datetime) -> int:
@@ -76,7 +103,8 @@ def build_waterfall(trace_id: str, rows: list[tuple]) -> dict:
                 "resource_attributes": dict(sorted((res or {}).items())),
                 "events": [{"name": e["Name"], "timestamp": e["Timestamp"]} for e in events or []],
                 "code_location": code_location(attrs),
-                "statement": next((attrs[k] for k in _STATEMENT_KEYS if attrs.get(k)), None),
+                "statement": _first(attrs, _STATEMENT_KEYS),
+                "label": span_label(name, kind, attrs),
                 "highlight": False,
             }
         )

@@ -26,6 +26,9 @@ def serve(**options) -> None:
     every accepted span and exit 0. Exits 1 with one line if the database is locked by another
     process or a port is taken.
     """
+    from tracehound._deps import SERVER_MODULES, require_extra
+
+    require_extra("serve", "server", SERVER_MODULES)
     from tracehound.server import serve as run_server
     from tracehound.settings import ServerSettings
 

@@ -21,15 +21,18 @@ Limits (see :mod:`tracehound.collector.attributes`; also in the README, section 
 
 These are reported to the client as warnings in ``partial_success.error_message`` with
 ``rejected_spans`` 0 (the OTLP spec allows warnings). Spans whose ``trace_id`` is not 16 bytes or
-whose ``span_id`` is not 8 bytes (or either is all zero), or whose times do not fit int64
-nanoseconds, cannot be stored: they are counted in ``rejected_spans`` with a message, and the other
-spans of the request are stored.
+whose ``span_id`` is not 8 bytes (or either is all zero), whose ``parent_span_id`` is neither empty
+nor 8 bytes, with a link whose ids are not 16 / 8 bytes, or whose start, end or event times do not
+fit int64 nanoseconds (after year 2262), cannot be stored: they are counted in ``rejected_spans``
+with a message, and the other spans of the request are stored. The whole span is rejected (not
+the bad id blanked or the event dropped), so nothing is stored half right.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -43,6 +46,8 @@ STATUS_CODES = ("Unset", "Ok", "Error")
 _KIND_NAMES = pa.array(SPAN_KINDS)
 _STATUS_NAMES = pa.array(STATUS_CODES)
 _MAX_NS = (1 << 63) - 1
+_ZERO_U64 = pa.scalar(0, pa.uint64())
+_MAX_NS_U64 = pa.scalar(_MAX_NS, pa.uint64())  # an int64 scalar against uint64 raises ArrowInvalid
 _ZERO_TRACE_HEX = "0" * 32
 _ZERO_SPAN_HEX = "0" * 16
 
@@ -102,6 +107,11 @@ class DecodedBatch:
     messages: list[str] = field(default_factory=list)
     more_messages: int = 0
 
+    def all_rejected(self, message: str) -> DecodedBatch:
+        """This batch with every storable span rejected too (DuckDB refused them), explained."""
+        messages = [*self.messages, f"{self.count} spans rejected: {message}"]
+        return DecodedBatch(None, None, None, 0, self.rejected + self.count, messages, self.more_messages)
+
     def error_message(self) -> str:
         """One line for ``partial_success.error_message`` ('' when all is well)."""
         if not self.messages:
@@ -112,8 +122,8 @@ class DecodedBatch:
         return text
 
 
-def _events_and_links(span, events, links, problems, ev, ln) -> None:
-    """Append one span's events and links to the flat event / link columns."""
+def events_and_links(span, events, links, problems, ev, ln) -> None:
+    """Append one span's events and links (parsed messages) to the flat event / link columns."""
     ev_ts, ev_name, ev_dropped, ev_attrs = ev
     ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = ln
     for e in events:
@@ -128,6 +138,12 @@ def _events_and_links(span, events, links, problems, ev, ln) -> None:
         ln_flags.append(link.flags)
         ln_attrs.add(link.attributes, problems, ("link of span", span))
         ln_dropped.append(link.dropped_attributes_count)
+
+
+def _as_dictionary(maps: pa.Array) -> pa.DictionaryArray:
+    if isinstance(maps, pa.DictionaryArray):
+        return maps
+    return pa.DictionaryArray.from_arrays(pa.array(range(len(maps)), _I32), maps)
 
 
 def _in_range(values: pa.Array, highest: int) -> pa.Array:
@@ -153,8 +169,7 @@ def decode_request(request) -> DecodedBatch:
     res_idx, sc_idx = [], []
     ts, end, tid, sid, pid, tstate, names, kinds = [], [], [], [], [], [], [], []
     st_code, st_msg, flags, d_attrs, d_events, d_links = [], [], [], [], [], []
-    ev_offsets, ev = [0], ([], [], [], MapBuilder())
-    ln_offsets, ln = [0], ([], [], [], [], [], MapBuilder())
+    ev_offsets, ev, ln_offsets, ln = new_event_link_columns()
     ts_append, end_append, tid_append, sid_append = ts.append, end.append, tid.append, sid.append
     pid_append, tstate_append, names_append, kinds_append = (
         pid.append,
@@ -221,10 +236,113 @@ def decode_request(request) -> DecodedBatch:
                     a_dropped_append(0)
                 events, links = s.events, s.links
                 if events or links:
-                    _events_and_links(s, events, links, problems, ev, ln)
+                    events_and_links(s, events, links, problems, ev, ln)
                 ev_offsets_append(len(ev[0]))
                 ln_offsets_append(len(ln[0]))
 
+    return build_batch(
+        problems,
+        SpanColumns(
+            ts,
+            end,
+            tid,
+            sid,
+            pid,
+            tstate,
+            names,
+            kinds,
+            st_code,
+            st_msg,
+            flags,
+            d_attrs,
+            d_events,
+            d_links,
+            res_idx,
+            sc_idx,
+            ev_offsets,
+            ev,
+            ln_offsets,
+            ln,
+        ),
+        span_attrs.array(problems, "span"),
+        span_attrs.dropped,
+        ResourceScopeColumns(
+            res_service,
+            res_schema,
+            res_dropped,
+            res_attrs,
+            sc_name,
+            sc_version,
+            sc_schema,
+            sc_dropped,
+            scope_attrs,
+        ),
+    )
+
+
+@dataclass
+class SpanColumns:
+    """Flat per-span column lists gathered by a decoder (the OTLP field values, in span order)."""
+
+    ts: list
+    end: list
+    tid: list
+    sid: list
+    pid: list
+    tstate: list
+    names: list
+    kinds: list
+    st_code: list
+    st_msg: list
+    flags: list
+    d_attrs: list
+    d_events: list
+    d_links: list
+    res_idx: list
+    sc_idx: list
+    ev_offsets: list
+    ev: tuple
+    ln_offsets: list
+    ln: tuple
+
+
+@dataclass
+class ResourceScopeColumns:
+    """Per-resource and per-scope column lists (``*_attrs`` are :class:`MapBuilder` s)."""
+
+    res_service: list
+    res_schema: list
+    res_dropped: list
+    res_attrs: MapBuilder
+    sc_name: list
+    sc_version: list
+    sc_schema: list
+    sc_dropped: list
+    scope_attrs: MapBuilder
+
+
+def new_event_link_columns() -> tuple[list, tuple, list, tuple]:
+    """Empty ``(ev_offsets, ev, ln_offsets, ln)`` lists for :func:`events_and_links`."""
+    return [0], ([], [], [], MapBuilder()), [0], ([], [], [], [], [], MapBuilder())
+
+
+def build_batch(
+    problems: Problems,
+    c: SpanColumns,
+    span_attributes: pa.MapArray | pa.DictionaryArray,
+    span_attrs_dropped: list[int],
+    rc: ResourceScopeColumns,
+) -> DecodedBatch:
+    """Checks (ids, times) and Arrow tables from gathered columns: the shared tail of the decoders.
+
+    ``span_attributes`` is the finished ``SpanAttributes`` column, either one map per span or
+    dictionary-encoded (int32 indexes into distinct maps: DuckDB then converts and checks each
+    distinct map once, which measured 6.0 -> 3.9 µs/span of insert CPU on the benchmark spans); a
+    plain map column is stored dictionary-encoded too, so every batch has the same schema.
+    ``span_attrs_dropped`` the
+    attributes each span lost to the limits (added to ``DroppedAttributesCount``).
+    """
+    ts, end, tid, sid, pid, tstate, names = c.ts, c.end, c.tid, c.sid, c.pid, c.tstate, c.names
     count = len(ts)
     if not count:
         return DecodedBatch(None, None, None, 0, problems.rejected, problems.messages, problems.more)
@@ -232,37 +350,47 @@ def decode_request(request) -> DecodedBatch:
     start_u = pa.array(ts, pa.uint64())
     end_u = pa.array(end, pa.uint64())
     tid_a, sid_a = pa.array(tid, _STR), pa.array(sid, _STR)
+    pid_a = pa.array(pid, _STR)
+    pid_len = pc.binary_length(pid_a)
+    ev_ts, ev_name, ev_dropped, ev_attrs = c.ev
+    ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = c.ln
+    ev_ts_u = pa.array(ev_ts, pa.uint64())
+    ev_bad = pc.greater(ev_ts_u, _MAX_NS_U64)
+    ln_tid_a, ln_sid_a = pa.array(ln_tid, _STR), pa.array(ln_sid, _STR)
+    ln_bad = pc.or_(
+        pc.not_equal(pc.binary_length(ln_tid_a), 32), pc.not_equal(pc.binary_length(ln_sid_a), 16)
+    )
     bad = pc.or_(
         pc.or_(pc.not_equal(pc.binary_length(tid_a), 32), pc.equal(tid_a, _ZERO_TRACE_HEX)),
         pc.or_(pc.not_equal(pc.binary_length(sid_a), 16), pc.equal(sid_a, _ZERO_SPAN_HEX)),
     )
-    bad = pc.or_(bad, pc.or_(pc.greater(start_u, _MAX_NS), pc.greater(end_u, _MAX_NS)))
+    bad = pc.or_(bad, pc.or_(pc.greater(start_u, _MAX_NS_U64), pc.greater(end_u, _MAX_NS_U64)))
+    bad = pc.or_(bad, pc.and_(pc.not_equal(pid_len, 0), pc.not_equal(pid_len, 16)))
+    ev_bad_spans = _owners(ev_bad, c.ev_offsets, count)
+    ln_bad_spans = _owners(ln_bad, c.ln_offsets, count)
+    for owners in (ev_bad_spans, ln_bad_spans):
+        if owners:
+            bad = pc.or_(bad, pa.array(np.isin(np.arange(count), list(owners))))
     n_bad = pc.sum(bad).as_py() or 0
     if n_bad:
         for i in pc.indices_nonzero(bad).to_pylist():
-            if len(tid[i]) != 32 or tid[i] == _ZERO_TRACE_HEX:
-                why = f"trace_id {tid[i]!r} is not 16 non-zero bytes"
-            elif len(sid[i]) != 16 or sid[i] == _ZERO_SPAN_HEX:
-                why = f"span_id {sid[i]!r} is not 8 non-zero bytes"
-            else:
-                why = "start/end time does not fit int64 nanoseconds (after year 2262)"
-            problems.add(f"span {names[i]!r} rejected: {why}")
+            problems.add(f"span {names[i]!r} rejected: {_why_rejected(c, i, ev_bad_spans, ln_bad_spans)}")
         problems.rejected += n_bad
-        start_u = pc.if_else(bad, 0, start_u)
-        end_u = pc.if_else(bad, 0, end_u)
+        start_u = pc.if_else(bad, _ZERO_U64, start_u)
+        end_u = pc.if_else(bad, _ZERO_U64, end_u)
+        if ev_bad_spans:
+            ev_ts_u = pc.if_else(ev_bad, _ZERO_U64, ev_ts_u)  # their spans are filtered out below
     start_i = start_u.cast(pa.int64())
-    kinds_a = pa.array(kinds, _I32)
-    codes_a = pa.array(st_code, _I32)
+    kinds_a = pa.array(c.kinds, _I32)
+    codes_a = pa.array(c.st_code, _I32)
     schema = otel_traces_arrow_schema()
     events_type = schema.field("Events").type
     links_type = schema.field("Links").type
-    ev_ts, ev_name, ev_dropped, ev_attrs = ev
-    ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = ln
     events = pa.ListArray.from_arrays(
-        pa.array(ev_offsets, _I32),
+        pa.array(c.ev_offsets, _I32),
         pa.StructArray.from_arrays(
             [
-                pa.array(ev_ts, pa.uint64()).cast(pa.int64(), safe=False).cast(_TS),
+                ev_ts_u.cast(pa.int64()).cast(_TS),
                 pa.array(ev_name, _STR),
                 ev_attrs.array(problems, "event"),
                 _u32_plus(ev_dropped, ev_attrs.dropped),
@@ -272,11 +400,11 @@ def decode_request(request) -> DecodedBatch:
         type=events_type,
     )
     links = pa.ListArray.from_arrays(
-        pa.array(ln_offsets, _I32),
+        pa.array(c.ln_offsets, _I32),
         pa.StructArray.from_arrays(
             [
-                pa.array(ln_tid, _STR),
-                pa.array(ln_sid, _STR),
+                ln_tid_a,
+                ln_sid_a,
                 pa.array(ln_state, _STR),
                 ln_attrs.array(problems, "link"),
                 _u32_plus(ln_dropped, ln_attrs.dropped),
@@ -291,43 +419,43 @@ def decode_request(request) -> DecodedBatch:
             "Timestamp": start_i.cast(_TS),
             "TraceId": tid_a,
             "SpanId": sid_a,
-            "ParentSpanId": pa.array(pid, _STR),
+            "ParentSpanId": pid_a,
             "TraceState": pa.array(tstate, _STR),
             "SpanName": pa.array(names, _STR),
             "SpanKind": _KIND_NAMES.take(_in_range(kinds_a, 5)),
-            "SpanAttributes": span_attrs.array(problems, "span"),
+            "SpanAttributes": _as_dictionary(span_attributes),
             "Duration": pc.subtract_checked(end_u.cast(pa.int64()), start_i),
             "StatusCode": _STATUS_NAMES.take(_in_range(codes_a, 2)),
-            "StatusMessage": pa.array(st_msg, _STR),
-            "Flags": pa.array(flags, _U32),
-            "DroppedAttributesCount": _u32_plus(d_attrs, span_attrs.dropped),
-            "DroppedEventsCount": pa.array(d_events, _U32),
-            "DroppedLinksCount": pa.array(d_links, _U32),
+            "StatusMessage": pa.array(c.st_msg, _STR),
+            "Flags": pa.array(c.flags, _U32),
+            "DroppedAttributesCount": _u32_plus(c.d_attrs, span_attrs_dropped),
+            "DroppedEventsCount": pa.array(c.d_events, _U32),
+            "DroppedLinksCount": pa.array(c.d_links, _U32),
             "Events": events,
             "Links": links,
-            "_res": pa.array(res_idx, _I32),
-            "_scope": pa.array(sc_idx, _I32),
+            "_res": pa.array(c.res_idx, _I32),
+            "_scope": pa.array(c.sc_idx, _I32),
         }
     )
     if n_bad:
         spans_table = spans_table.filter(pc.invert(bad))
     resources = pa.table(
         {
-            "_res": pa.array(range(len(res_service)), _I32),
-            "ServiceName": pa.array(res_service, _STR),
-            "ResourceAttributes": res_attrs.array(problems, "resource"),
-            "ResourceSchemaUrl": pa.array(res_schema, _STR),
-            "ResourceDroppedAttributesCount": _u32_plus(res_dropped, res_attrs.dropped),
+            "_res": pa.array(range(len(rc.res_service)), _I32),
+            "ServiceName": pa.array(rc.res_service, _STR),
+            "ResourceAttributes": rc.res_attrs.array(problems, "resource"),
+            "ResourceSchemaUrl": pa.array(rc.res_schema, _STR),
+            "ResourceDroppedAttributesCount": _u32_plus(rc.res_dropped, rc.res_attrs.dropped),
         }
     )
     scopes = pa.table(
         {
-            "_scope": pa.array(range(len(sc_name)), _I32),
-            "ScopeName": pa.array(sc_name, _STR),
-            "ScopeVersion": pa.array(sc_version, _STR),
-            "ScopeAttributes": scope_attrs.array(problems, "scope"),
-            "ScopeSchemaUrl": pa.array(sc_schema, _STR),
-            "ScopeDroppedAttributesCount": _u32_plus(sc_dropped, scope_attrs.dropped),
+            "_scope": pa.array(range(len(rc.sc_name)), _I32),
+            "ScopeName": pa.array(rc.sc_name, _STR),
+            "ScopeVersion": pa.array(rc.sc_version, _STR),
+            "ScopeAttributes": rc.scope_attrs.array(problems, "scope"),
+            "ScopeSchemaUrl": pa.array(rc.sc_schema, _STR),
+            "ScopeDroppedAttributesCount": _u32_plus(rc.sc_dropped, rc.scope_attrs.dropped),
         }
     )
     stored = count - n_bad
@@ -336,6 +464,37 @@ def decode_request(request) -> DecodedBatch:
     return DecodedBatch(
         spans_table, resources, scopes, stored, problems.rejected, problems.messages, problems.more
     )
+
+
+def _owners(item_bad: pa.Array, offsets: list[int], count: int) -> set[int]:
+    """Indexes of the spans owning a flagged event / link (``offsets``: per-span list offsets)."""
+    if not len(item_bad) or not pc.any(item_bad).as_py():
+        return set()
+    items = pc.indices_nonzero(item_bad).to_numpy()
+    spans = np.searchsorted(np.asarray(offsets, np.int64), items, side="right") - 1
+    return {int(i) for i in spans if 0 <= i < count}
+
+
+def _why_rejected(c: SpanColumns, i: int, ev_bad_spans: set, ln_bad_spans: set) -> str:
+    """The reason span ``i`` cannot be stored (the first rule it breaks, as in the checks)."""
+    tid, sid, pid = c.tid[i], c.sid[i], c.pid[i]
+    if len(tid) != 32 or tid == _ZERO_TRACE_HEX:
+        return f"trace_id {tid!r} is not 16 non-zero bytes"
+    if len(sid) != 16 or sid == _ZERO_SPAN_HEX:
+        return f"span_id {sid!r} is not 8 non-zero bytes"
+    if len(pid) not in (0, 16):
+        return f"parent_span_id {pid!r} is not 8 bytes (or empty for a root span)"
+    if c.ts[i] > _MAX_NS or c.end[i] > _MAX_NS:
+        return "start/end time does not fit int64 nanoseconds (after year 2262)"
+    if i in ev_bad_spans:
+        return "an event time does not fit int64 nanoseconds (after year 2262)"
+    for k in range(c.ln_offsets[i], c.ln_offsets[i + 1]):
+        link_tid, link_sid = c.ln[0][k], c.ln[1][k]
+        if len(link_tid) != 32:
+            return f"link trace_id {link_tid!r} is not 16 bytes"
+        if len(link_sid) != 16:
+            return f"link span_id {link_sid!r} is not 8 bytes"
+    return "invalid span"
 
 
 def combine(batches: list[DecodedBatch]) -> tuple[pa.Table, pa.Table, pa.Table]:

@@ -5,7 +5,11 @@
   ``RESOURCE_EXHAUSTED`` (it applies ``grpc.max_receive_message_length``).
 * A full write queue gets ``UNAVAILABLE`` with a ``google.rpc.RetryInfo`` (retry after 1 s) in
   the status details (trailer ``grpc-status-details-bin``), which OTLP exporters honour.
+* A storage failure that may pass (I/O error, out of memory) gets ``UNAVAILABLE`` with the same
+  ``RetryInfo``; spans DuckDB refuses even alone are reported in ``partial_success``.
 * Unstorable spans are reported in ``partial_success`` as on OTLP/HTTP.
+* Any other failure (a bug) is logged (traceback once per exception type) and answered
+  ``INTERNAL`` with a one-line message.
 * With ``ingest_token`` set, calls need metadata ``authorization: Bearer <token>``
   (else ``UNAUTHENTICATED``).
 """
@@ -19,13 +23,11 @@ import grpc
 from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from .decode import decode_request
-from .writer import SpanWriter
+from .fastdecode import decode_protobuf
+from .http_receiver import log_unexpected
+from .writer import SpansRejected, SpanWriter, StorageUnavailable
 
 RETRY_AFTER_S = 1
 
@@ -53,16 +55,27 @@ class TraceService:
         self._expected = f"Bearer {ingest_token}".encode() if ingest_token else None
 
     async def export(self, body: bytes, context):
-        """Store the request's spans; returns ``ExportTraceServiceResponse`` after commit."""
+        """Store the request's spans; returns ``ExportTraceServiceResponse`` after commit.
+
+        Aborts with the status codes of the module docstring (``INTERNAL`` for a bug, logged).
+        """
+        try:
+            return await self._export(body, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            log_unexpected("OTLP/gRPC export", exc)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+    async def _export(self, body: bytes, context):
         stats = self._writer.stats
         stats.requests += 1
         if self._expected is not None:
             given = dict(context.invocation_metadata() or ()).get("authorization", "")
             if not hmac.compare_digest(given.encode(), self._expected):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
-        request = ExportTraceServiceRequest()
         try:
-            request.ParseFromString(body)
+            decoded = decode_protobuf(body)
         except DecodeError as exc:
             stats.requests_bad += 1
             await context.abort(
@@ -70,7 +83,6 @@ class TraceService:
                 f"message is not a protobuf ExportTraceServiceRequest (truncated, garbage, or a string "
                 f"that is not valid UTF-8): {exc}",
             )
-        decoded = decode_request(request)
         stats.spans_received += decoded.count + decoded.rejected
         stats.spans_rejected += decoded.rejected
         if decoded.count:
@@ -85,8 +97,13 @@ class TraceService:
                 )
             try:
                 await asyncio.wrap_future(future)
-            except Exception as exc:
-                await context.abort(grpc.StatusCode.INTERNAL, f"could not store spans: {exc}")
+            except SpansRejected as exc:
+                stats.spans_rejected += decoded.count
+                decoded = decoded.all_rejected(str(exc))
+            except StorageUnavailable as exc:
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, str(exc), trailing_metadata=_retry_trailer(str(exc))
+                )
         response = ExportTraceServiceResponse()
         message = decoded.error_message()
         if decoded.rejected or message:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from tracehound.settings import listener_options
 
@@ -49,7 +50,8 @@ def findings_table(findings: list[dict]) -> str:
 @click.option("--redis-url", envvar="TRACEHOUND_DEMO_REDIS_URL", show_envvar=True, default=None,
               help="Redis for the bookshop's cache (e.g. redis://127.0.0.1:6379/0). Default: SimpleCache.")  # fmt: skip
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              envvar="TRACEHOUND_DEMO_WORKDIR", help="Where the bookshop's data and the logs go (default: a temp dir).")  # fmt: skip
+              envvar="TRACEHOUND_DEMO_WORKDIR",
+              help="Where the bookshop's data, the demo's tracehound.duckdb and the logs go (default: a new temp dir).")  # fmt: skip
 def demo(db, host, port, otlp_http_port, otlp_grpc_port, duration, exit_after, database_url, redis_url,
          workdir) -> None:  # fmt: skip
     """Run the demo: tracehound finds real problems in a real Flask app.
@@ -57,15 +59,26 @@ def demo(db, host, port, otlp_http_port, otlp_grpc_port, duration, exit_after, d
     Starts the tracehound server, a demo bookshop (Flask + SQLAlchemy + Flask-Caching, with planted
     N+1 queries, slow queries, cache misses, a slow outbound call and connection churn, each next to
     a clean twin) under opentelemetry-instrument, drives load at it, waits for the analysis, prints
-    the findings and the URL to open, then keeps serving until Ctrl-C (unless --exit).
+    the findings and the URL to open, then keeps serving until Ctrl-C. With --exit it stops after
+    the findings and prints how to serve its database again.
+
+    The spans and findings go to a fresh tracehound.duckdb in the work directory (replaced on every
+    run) unless --db is given on the command line; TRACEHOUND_DB is ignored here, so that the demo
+    never mixes its findings into a real database.
     """
     import time
 
+    from tracehound._deps import DEMO_MODULES, SERVER_MODULES, require_extra
+
+    require_extra("demo", "server,demo", SERVER_MODULES + DEMO_MODULES)
     from tracehound.settings import ServerSettings
 
     from .load import drive
-    from .runner import Demo
+    from .runner import Demo, demo_workdir, fresh_demo_db
 
+    workdir = demo_workdir(workdir)
+    if click.get_current_context().get_parameter_source("db") is not ParameterSource.COMMANDLINE:
+        db = fresh_demo_db(workdir)  # never the default ./tracehound.duckdb nor $TRACEHOUND_DB
     settings = ServerSettings(db=db, host=host, port=port, otlp_http_port=otlp_http_port,
                               otlp_grpc_port=otlp_grpc_port)  # fmt: skip
     echo = click.echo
@@ -99,12 +112,28 @@ def demo(db, host, port, otlp_http_port, otlp_grpc_port, duration, exit_after, d
             findings = run.findings()
             echo(f"\n{len(findings)} findings from {status.get('traces_analyzed', '?')} traces:\n")
             echo(findings_table(findings))
-            echo(f"\nOpen {run.api_url}/ to see the findings, the traces and the weekly report.")
             if exit_after:
-                return
-            echo("Serving until Ctrl-C ...")
-            while True:
+                echo("\nStopping the demo ...")
+            else:
+                echo(f"\nOpen {run.api_url}/ to see the findings, the traces and the weekly report.")
+                echo("Serving until Ctrl-C ...")
+            while not exit_after:
                 time.sleep(1)
                 run.check_alive()
     except KeyboardInterrupt:
         click.echo("\nStopped.", err=True)
+    if exit_after:
+        echo(look_later(settings))
+
+
+def look_later(settings) -> str:
+    """How to look at a finished demo's results: serve its database again, then open the UI."""
+    import shlex
+
+    command = f"tracehound serve --db {shlex.quote(str(settings.db))}"
+    if settings.port != 8000:
+        command += f" --port {settings.port}"
+    return (
+        f"The results are in {settings.db}. To look at them, run\n  {command}\n"
+        f"then open http://{settings.host}:{settings.port}/ (findings, traces, weekly report)."
+    )

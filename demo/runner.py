@@ -35,6 +35,22 @@ aggregate_interval_seconds = 3.0
 """
 
 
+def demo_workdir(workdir: Path | None) -> Path:
+    """The demo's work directory: ``workdir`` (created if missing) or a new temporary directory."""
+    path = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="tracehound-demo-"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fresh_demo_db(workdir: Path) -> Path:
+    """``workdir/tracehound.duckdb``, with any file left there by an earlier demo run removed (and
+    its write-ahead log), so the printed findings are this run's only."""
+    db = workdir / "tracehound.duckdb"
+    for stale in (db, db.with_name(db.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    return db
+
+
 class DemoError(click.ClickException):
     """A piece of the demo could not start or died; the message says which and what to do."""
 
@@ -115,8 +131,7 @@ class Demo:
                  workdir: Path | None = None):  # fmt: skip
         self.settings = settings
         self.database_url, self.redis_url = database_url, redis_url
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tracehound-demo-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = demo_workdir(workdir)
         self.pieces: list[Piece] = []
         host = settings.host
         self.api_url = f"http://{host}:{settings.port}"

@@ -155,3 +155,25 @@ def test_endpoint_page_charts_in_chromium(page, server):
     assert box["width"] > 500 and box["height"] > 150
     assert "Where the time goes" in page.locator("figure.chart").nth(1).inner_text()
     shot(page, "endpoint")
+
+
+def test_weekly_report_and_findings_form_in_chromium(page, server):
+    base, ids = server
+    page.goto(base + "/reports/weekly?week=2026-W47")
+    assert page.title() == "Weekly report 2026-W47 · tracehound"
+    assert page.locator("header.topbar nav a.active").inner_text() == "Weekly report"
+    assert page.get_by_role("heading", name="tracehound weekly report 2026-W47").is_visible()
+    assert (
+        page.locator(".report figure svg").count() == 2
+        and page.locator(".report figure svg").first.is_visible()
+    )
+    shot(page, "weekly")
+    # Back to the UI through the nav bar, then the findings filter form with one field filled.
+    page.locator("header.topbar").get_by_role("link", name="Findings").click()
+    page.wait_for_url("**/findings")
+    page.locator("select[name=kind]").select_option("n_plus_one_query")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/findings?*kind=n_plus_one_query*")
+    rows = page.locator("table.findings tbody tr")
+    assert rows.count() == 1 and "Book.author" in rows.first.inner_text()
+    shot(page, "findings_filtered")

@@ -83,3 +83,34 @@ def test_spans_become_findings_in_the_api_and_pages(tmp_path):
         assert status == 200 and json.loads(body)["spans_total"] == 39
         assert get(server.api_url + f"/traces/{trace_ids[0]}")[0] == 200
         assert get(server.api_url + "/")[0] == 200
+
+
+def test_token_from_environment_and_reanalysis_beside_the_worker(tmp_path):
+    """TRACEHOUND_API_TOKEN alone protects API and pages of a real ``tracehound serve`` bound to
+    127.0.0.1 by default; POST /api/analyze runs beside the live analyzer worker without a 5xx."""
+    env_token = "token-from-env"
+    with running_server(tmp_path, env={"TRACEHOUND_API_TOKEN": env_token}) as server:
+        assert server.api_url.startswith("http://127.0.0.1:")
+        assert get(server.api_url + "/api/status", token=None)[0] == 401
+        assert get(server.api_url + "/", token=None)[0] == 401
+        assert get(server.api_url + "/api/status", token="wrong")[0] == 401
+        assert get(server.api_url + "/api/status", token=env_token)[0] == 200
+        send_n_plus_one(server.otlp_http_endpoint, requests=2)
+        server.wait_for_spans(2 * 13, timeout=30)
+        config = json.loads(get(server.api_url + "/api/config", token=env_token)[1])
+        assert config["detectors"]["n_plus_one_query"]["min_count"] == 5
+        body = json.dumps({"detectors": {"n_plus_one_query": {"min_count": 3}}}).encode()
+        request = urllib.request.Request(
+            server.api_url + "/api/analyze",
+            data=body,
+            method="POST",
+            headers={"Authorization": f"Bearer {env_token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, answer = response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            status, answer = exc.code, json.loads(exc.read())
+        assert status in (200, 409), answer
+        if status == 200:
+            assert answer["findings_count"] == len(answer["findings"])

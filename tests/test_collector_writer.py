@@ -3,12 +3,15 @@ are inserted with one statement, resources and scopes stay matched to their span
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from tracehound.collector.decode import decode_request
+from tracehound.collector.fastdecode import decode_protobuf
 from tracehound.collector.store import open_database
-from tracehound.collector.writer import SpanWriter
+from tracehound.collector.writer import ROW_GROUP_ROWS, SpanWriter
 
+from bench.spans import make_request
 from tests.collector_rows import stored_spans
 
 
@@ -62,3 +65,56 @@ def test_full_queue_refuses_and_stopped_writer_refuses(tmp_path):
     assert writer.stats.spans_committed == 16
     assert writer.submit(decode_request(_request("c", "s", 90_000, 1))) is None
     con.close()
+
+
+@pytest.mark.slow
+def test_checkpoint_when_a_row_group_fills_leaves_no_free_blocks(tmp_path):
+    """250 x 512 benchmark spans, all queued before the writer starts (as under overload), cross
+    one row group (122,880 rows): the writer cuts its group commit at the boundary and checkpoints
+    there, and after the shutdown checkpoint the file has no free blocks (DuckDB's WAL-size
+    trigger, checkpointing at arbitrary points, left dozens on the same load)."""
+    db = tmp_path / "rg.duckdb"
+    con = open_database(db)
+    writer = SpanWriter(con, queue_max_spans=1_000_000)
+    futures = []
+    for i in range(250):
+        body = make_request(
+            512, seed=i, start_ns=1_700_000_000_000_000_000 + i * 50_000_000
+        ).SerializeToString()
+        futures.append(writer.submit(decode_protobuf(body)))
+    writer.start()
+    assert sum(f.result(timeout=120) for f in futures) == 250 * 512 > ROW_GROUP_ROWS
+    writer.stop()
+    assert writer.stats.checkpoints == 1 and writer.stats.commits == 2  # 240 + 10 requests
+    con.execute("CHECKPOINT")
+    free, used = con.execute("SELECT free_blocks, used_blocks FROM pragma_database_size()").fetchone()
+    con.close()
+    assert free == 0 and used > 0
+
+
+def test_bad_batch_among_good_ones_is_rejected_alone(tmp_path):
+    """Four requests share one group commit; DuckDB refuses one of them (a NULL TraceId breaks
+    NOT NULL): the group insert fails, each is retried alone, the three good ones are committed
+    and acknowledged, and the bad one fails with SpansRejected naming the cause."""
+    import pyarrow as pa
+    from tracehound.collector.writer import SpansRejected
+
+    db = tmp_path / "bad.duckdb"
+    con = open_database(db)
+    writer = SpanWriter(con, queue_max_spans=10_000)
+    batches = [decode_request(_request(f"svc{k}", f"scope{k}", 1 + k * 10_000, 2)) for k in range(4)]
+    bad = batches[2]
+    column = bad.spans.schema.get_field_index("TraceId")
+    bad.spans = bad.spans.set_column(column, "TraceId", pa.nulls(bad.spans.num_rows, pa.string()))
+    futures = [writer.submit(b) for b in batches]
+    writer.start()
+    assert [futures[k].result(timeout=30) for k in (0, 1, 3)] == [4, 4, 4]
+    with pytest.raises(SpansRejected, match="refused these spans.*NOT NULL"):
+        futures[2].result(timeout=30)
+    writer.stop()
+    assert writer.stats.spans_committed == 12 and writer.stats.storage_errors == 1
+    assert writer.pending_spans == 0
+    con.close()
+    rows = stored_spans(db).values()
+    assert sorted({r["ServiceName"].split("-")[0] for r in rows}) == ["svc0", "svc1", "svc3"]
+    assert len(rows) == 12

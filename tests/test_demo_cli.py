@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import pytest
 from conftest import free_port
 from tracehound.demo.cli import findings_table
 
@@ -63,3 +69,45 @@ def test_findings_table_lists_kind_endpoint_location_and_impact():
     assert header.split() == ["KIND", "ENDPOINT", "CODE", "LOCATION", "IMPACT"]
     assert row.split()[:2] == ["n_plus_one_query", "/books"]
     assert "pages.py:40 book_list()" in row and row.endswith("1,234 ms")
+
+
+@pytest.mark.slow
+def test_without_exit_the_demo_serves_until_ctrl_c_then_exits_cleanly(tmp_path):
+    ports = [free_port(), free_port(), free_port()]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    for key in [k for k in env if k.startswith("TRACEHOUND_")]:
+        del env[key]
+    demo = subprocess.Popen(
+        [sys.executable, "-c", "from tracehound.cli import main; main()", "demo", "--duration", "2",
+         "--workdir", str(tmp_path / "work"), "--port", str(ports[0]), "--otlp-http-port", str(ports[1]),
+         "--otlp-grpc-port", str(ports[2])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        lines = []
+        for line in demo.stdout:  # blocks until the demo prints; the fixture timeout bounds it
+            lines.append(line)
+            if line.startswith("Serving until Ctrl-C"):
+                break
+        assert lines and lines[-1].startswith("Serving until Ctrl-C"), "".join(lines) + demo.stderr.read()
+        assert f"Open http://127.0.0.1:{ports[0]}/" in "".join(lines)
+        app_port = int(re.search(r"Driving load at http://127\.0\.0\.1:(\d+)", "".join(lines)).group(1))
+        time.sleep(2)  # still serving: the API answers
+        assert demo.poll() is None
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/api/status", timeout=10) as response:
+            assert json.load(response)["traces_analyzed"] > 0
+        demo.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
+        out, err = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 0, err
+    assert err.strip().splitlines()[-1] == "Stopped."
+    for port in [*ports, app_port]:  # the server, its listeners and the bookshop are gone
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+            s.listen()
+    logs = {p.name for p in (tmp_path / "work").glob("*.log")}
+    assert {"tracehound-server.log", "bookshop-app.log", "rate-stub.log"} <= logs

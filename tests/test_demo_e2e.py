@@ -9,15 +9,19 @@ exited. Needs every component (collector, instrumentation, analyzer, API) on the
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 from conftest import free_port
 from tracehound.demo.app import PLANTED, TWINS, planted_locations
 
-DURATION_S = 25
+#: Long enough for the volume thresholds (cache_miss_ratio: 20 lookups, connection_churn: 10
+#: requests) to be reached with margin on a busy 2-core machine.
+DURATION_S = 35
 
 
 def _require_components() -> None:
@@ -41,9 +45,16 @@ def demo_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo-e2e")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACEHOUND_", "OTEL_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    db = tmp / "th.duckdb"
+    # No --db: the demo must use a fresh file in its work directory, not ./tracehound.duckdb, not
+    # $TRACEHOUND_DB (a "real" database here), and not the file an earlier run left in the workdir.
+    env["TRACEHOUND_DB"] = str(tmp / "real.duckdb")
+    db = tmp / "work" / "tracehound.duckdb"
+    db.parent.mkdir()
+    stale = duckdb.connect(str(db))
+    stale.execute("CREATE TABLE left_by_an_earlier_run AS SELECT 1 AS x")
+    stale.close()
     argv = [sys.executable, "-c", "from tracehound.cli import main; main()", "demo", "--exit",
-            "--duration", str(DURATION_S), "--db", str(db), "--workdir", str(tmp / "work"),
+            "--duration", str(DURATION_S), "--workdir", str(tmp / "work"),
             "--port", str(free_port()), "--otlp-http-port", str(free_port()),
             "--otlp-grpc-port", str(free_port())]  # fmt: skip
     result = subprocess.run(argv, capture_output=True, text=True, timeout=400, env=env, cwd=tmp)
@@ -55,22 +66,38 @@ def demo_run(tmp_path_factory):
 
     con = open_database(db, read_only=True)
     try:
+        tables = {
+            row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
         columns = [c[0] for c in con.execute("SELECT * FROM findings LIMIT 0").description]
         findings = [
             dict(zip(columns, row, strict=True)) for row in con.execute("SELECT * FROM findings").fetchall()
         ]
     finally:
         con.close()
-    return {"db": db, "stdout": result.stdout, "findings": findings, "tmp": tmp}
+    return {"db": db, "stdout": result.stdout, "findings": findings, "tmp": tmp, "tables": tables}
 
 
 @pytest.mark.slow
-def test_demo_prints_findings_and_the_url(demo_run):
+def test_demo_prints_findings_and_how_to_look_at_them_later(demo_run):
     out = demo_run["stdout"]
     assert "KIND" in out and "ENDPOINT" in out and "CODE LOCATION" in out and "IMPACT" in out
-    assert "findings from" in out and "Open http://127.0.0.1:" in out
+    assert "findings from" in out
     for route in PLANTED:
         assert route in out
+    # --exit: no "Open <url>" for a server that is stopping, but how to serve the results again.
+    assert "Open http" not in out
+    lines = out.strip().splitlines()
+    assert lines[-2].strip().startswith(f"tracehound serve --db {shlex.quote(str(demo_run['db']))} --port ")
+    assert lines[-1].startswith("then open http://127.0.0.1:")
+
+
+@pytest.mark.slow
+def test_the_demo_database_is_a_fresh_file_in_its_workdir(demo_run):
+    tmp = demo_run["tmp"]
+    assert "left_by_an_earlier_run" not in demo_run["tables"] and "findings" in demo_run["tables"]
+    assert not (tmp / "tracehound.duckdb").exists()  # not the current directory's
+    assert not (tmp / "real.duckdb").exists()  # not $TRACEHOUND_DB
 
 
 @pytest.mark.slow

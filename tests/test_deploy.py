@@ -41,13 +41,60 @@ def _flag(command: list[str], flag: str) -> str:
     return command[command.index(flag) + 1]
 
 
+def _port_binding(spec) -> tuple[str, int, int]:
+    """``(host IP, host port, container port)`` of one short-syntax ``ports`` entry.
+
+    Handles ``"8000"``, ``"8000:8000"``, ``"127.0.0.1:8000:8000"``, ``"[::1]:8000:8000"`` and a
+    ``/tcp``/``/udp`` suffix; the IP is ``""`` when none is given (every interface). A port range or a
+    missing host port raises ``ValueError``.
+    """
+    text = str(spec).split("/", 1)[0]
+    ip = ""
+    if text.startswith("["):  # IPv6 address in brackets
+        ip, _, text = text[1:].partition("]:")
+    elif text.count(":") == 2:
+        ip, _, text = text.partition(":")
+    host, _, container = text.rpartition(":")
+    if not host:
+        host = container if ":" not in text else ""
+    if not host or "-" in host or "-" in container:
+        raise ValueError(f"{spec!r}: give a single host port")
+    return ip, int(host), int(container)
+
+
 def _published(service: dict) -> dict[int, int]:
     """container port -> host port of a service's ``ports`` (short syntax)."""
-    out = {}
-    for spec in service.get("ports", []):
-        host, container = str(spec).rsplit(":", 1)[-2:] if ":" in str(spec) else (spec, spec)
-        out[int(container)] = int(host)
-    return out
+    return {container: host for _, host, container in map(_port_binding, service.get("ports", []))}
+
+
+def test_the_port_parser_reads_every_short_syntax_form():
+    assert _port_binding("8000") == ("", 8000, 8000)
+    assert _port_binding(5000) == ("", 5000, 5000)
+    assert _port_binding("8080:8000") == ("", 8080, 8000)
+    assert _port_binding("127.0.0.1:8001:8000") == ("127.0.0.1", 8001, 8000)
+    assert _port_binding("[::1]:3001:3000/tcp") == ("::1", 3001, 3000)
+    assert _port_binding("4317:4317/udp") == ("", 4317, 4317)
+    for bad in ("127.0.0.1::8000", "8000-8002:8000-8002"):
+        with pytest.raises(ValueError):
+            _port_binding(bad)
+
+
+def test_every_port_is_published_on_loopback_only(compose):
+    """tracehound has no API token and Grafana lets anonymous visitors in: nothing may listen on
+    the host's other interfaces."""
+    bindings = {
+        (name, str(spec)): _port_binding(spec)[0]
+        for name, service in compose["services"].items()
+        for spec in service.get("ports", [])
+    }
+    assert len(bindings) >= 6
+    assert {key: ip for key, ip in bindings.items() if ip != "127.0.0.1"} == {}
+
+
+def test_grafana_anonymous_visitors_can_only_view(compose):
+    env = compose["services"]["grafana"]["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true" and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert str(env.get("GF_AUTH_DISABLE_LOGIN_FORM", "false")).lower() != "true"  # admins can sign in
 
 
 def test_compose_file_matches_the_compose_spec_schema(compose):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import statistics
 import threading
@@ -231,3 +232,154 @@ def test_report_email_through_a_local_smtp_server(db_path):
     assert "| requests | 200 | 50 |" in message.get_body(("plain",)).get_content()
     attachment = next(message.iter_attachments())
     assert attachment.get_filename() == "tracehound-2026-W10.json"
+
+
+def test_top_routes_include_a_slow_rarely_hit_route_and_the_headline_reads_well(tmp_path):
+    """Eight busy fast routes (60 requests of 2-4 ms each) and one export hit twice at 2.5 s: by
+    request count the export would not make the top five; by total time it leads. The week before
+    had no traffic, and the export's finding occurred once."""
+    con = open_database(tmp_path / "th.duckdb")
+    rows = [
+        _summary(f"f{r}-{i}", f"/fast/{r}", START + dt.timedelta(minutes=i), 2 + i % 3)
+        for r in range(8)
+        for i in range(60)
+    ]
+    rows += [_summary(f"x{i}", "/reports/export", START + dt.timedelta(hours=i), 2500) for i in range(2)]
+    columns = ("trace_id, service, endpoint, http_method, http_status_code, start, duration_ns, is_error, "
+               "span_count, db_count, db_ns, cache_count, cache_hits, cache_misses, cache_ns, http_count, "
+               "http_ns, template_ns, self_ns")  # fmt: skip
+    con.executemany(f"INSERT INTO trace_summaries ({columns}) VALUES ({', '.join(['?'] * 19)})", rows)
+    _finding(
+        con, "f" * 16, "slow_query", "Slow export query", "/reports/export", [START + dt.timedelta(hours=1)]
+    )
+    try:
+        report = weekly_report(con, WEEK)
+    finally:
+        con.close()
+    routes = [r["endpoint"] for r in report["routes"]]
+    assert routes[0] == "/reports/export" and report["routes"][0]["total_ms"] == pytest.approx(5000)
+    assert len(routes) == 5  # the top five by total time already hold the slowest route
+    assert report["headline"]["p95_ms_by_route"][0]["endpoint"] == "/reports/export"
+    assert report["headline"]["previous"]["requests"] == 0
+    for fmt in ("md", "html"):
+        text = render_report(report, fmt)
+        assert "/reports/export" in text.split("Top findings")[0]  # in the top routes table
+        assert "n/a" not in text and "1 occurrences" not in text
+        assert "1 occurrence," in text
+    html = render_report(report, "html")
+    assert "p95 latency (no requests the week before)" in html
+    assert re.search(r"^\| p95 latency \| [\d,.]+ ms \| no requests \|$", render_report(report, "md"), re.M)
+
+
+def test_the_slowest_routes_join_the_busiest_ones(tmp_path):
+    """Six busy routes (100 requests at 100-150 ms: 10-15 s each) and one slow route hit ten times at
+    900 ms (9 s in all, less than any busy one): the table holds the top five by total time plus the
+    slowest by p95, by total time; the sixth busy route is left out."""
+    con = open_database(tmp_path / "th.duckdb")
+    rows = [
+        _summary(f"b{r}-{i}", f"/busy/{r}", START + dt.timedelta(minutes=i), 100 + 10 * r)
+        for r in range(6)
+        for i in range(100)
+    ]
+    rows += [_summary(f"s{i}", "/slow", START + dt.timedelta(hours=i), 900) for i in range(10)]
+    columns = ("trace_id, service, endpoint, http_method, http_status_code, start, duration_ns, is_error, "
+               "span_count, db_count, db_ns, cache_count, cache_hits, cache_misses, cache_ns, http_count, "
+               "http_ns, template_ns, self_ns")  # fmt: skip
+    con.executemany(f"INSERT INTO trace_summaries ({columns}) VALUES ({', '.join(['?'] * 19)})", rows)
+    try:
+        report = weekly_report(con, WEEK)
+    finally:
+        con.close()
+    routes = [r["endpoint"] for r in report["routes"]]
+    assert routes == ["/busy/5", "/busy/4", "/busy/3", "/busy/2", "/busy/1", "/slow"]
+    assert [r["total_ms"] for r in report["routes"]] == sorted(
+        (r["total_ms"] for r in report["routes"]), reverse=True
+    )
+
+
+def _self_signed_cert(directory) -> tuple[str, str]:
+    """A self-signed certificate for IP 127.0.0.1 (valid one day) and its key: PEM file paths."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_report_email_with_starttls_and_login(db_path, tmp_path, monkeypatch):
+    """A real aiosmtpd server that requires STARTTLS before AUTH (self-signed certificate, trusted
+    through SSL_CERT_FILE as an operator would) and checks the password; without --smtp-starttls the
+    server offers no AUTH and the command fails. (A wrong password is not tried: aiosmtpd 1.4.6 does
+    not answer a refused AUTH over TLS, the client waits for its 30 s timeout.)"""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    cert, key = _self_signed_cert(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            b"reports",
+            b"s3cret",
+        )
+        logins.append((mechanism, auth_data.login, session.ssl is not None, ok))
+        return AuthResult(success=ok)
+
+    class Collect:
+        def __init__(self):
+            self.sessions = []
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd hook name)
+            self.sessions.append((session.authenticated, session.ssl is not None, envelope.rcpt_tos))
+            return "250 OK"
+
+    handler = Collect()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), tls_context=tls,
+                            require_starttls=True, authenticator=authenticator, auth_require_tls=True)  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    for name in [k for k in os.environ if k.startswith("TRACEHOUND_")]:
+        monkeypatch.delenv(name)
+    base = ["report", "--db", str(db_path[0]), "--week", WEEK, "--format", "md", "--smtp-host", "127.0.0.1",
+            "--mail-from", "th@example.org", "--mail-to", "dev@example.org", "--smtp-user", "reports"]  # fmt: skip
+    controller.start()
+    try:
+        port = ["--smtp-port", str(controller.port)]
+        sent = CliRunner().invoke(main, [*base, *port, "--smtp-starttls", "--smtp-password", "s3cret"])
+        plain = CliRunner().invoke(main, [*base, *port, "--smtp-password", "s3cret"])
+    finally:
+        controller.stop()
+    assert sent.exit_code == 0, sent.output
+    assert handler.sessions == [(True, True, ["dev@example.org"])]  # delivered once: logged in, over TLS
+    assert logins == [("PLAIN", b"reports", True, True)]  # the password never went over plain text
+    assert plain.exit_code != 0 and "could not email the report" in plain.output  # no TLS: refused

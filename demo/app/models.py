@@ -56,11 +56,14 @@ class Book(db.Model):
 
 
 class Review(db.Model):
-    """A reader's review; ``body`` is long free text with no full-text index (the slow search)."""
+    """A reader's review. ``book_id`` is the indexed foreign key; ``book_isbn`` names the same book
+    by ISBN, as the partner review feed delivers it, and deliberately has NO index (the planted
+    slow query of ``/tags/<name>/popular`` joins on it)."""
 
     __tablename__ = "reviews"
     id: Mapped[int] = mapped_column(primary_key=True)
     book_id: Mapped[int] = mapped_column(ForeignKey("books.id"), index=True)
+    book_isbn: Mapped[str] = mapped_column(String(20))  # no index: planted missing index
     reviewer: Mapped[str] = mapped_column(String(80))
     rating: Mapped[int] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)

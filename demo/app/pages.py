@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from flask import Blueprint, abort, render_template, request
-from sqlalchemy import func, select
+from sqlalchemy import desc, func, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from .extensions import PAGE_SIZE, book_card, cache
@@ -163,68 +163,60 @@ def tag_detail(name: str):
     return render_template("books.html", rows=_books_tagged(name), page=1, title=f"Tag: {name}")
 
 
-#: Characters the search folds away so "Émile" finds "emile" and "sci-fi" finds "sci fi".
-FOLD = (
-    ("é", "e"),
-    ("è", "e"),
-    ("ê", "e"),
-    ("à", "a"),
-    ("ç", "c"),
-    ("ö", "o"),
-    ("ü", "u"),
-    ("ñ", "n"),
-    ("ø", "o"),
-    ("å", "a"),
-    ("-", " "),
-    (",", ""),
-    (".", ""),
-)
-
-
-def _folded(column):
-    """``column`` lower-cased and accent/punctuation-folded *in SQL*: no index can serve it."""
-    expr = func.lower(column)
-    for old, new in FOLD:
-        expr = func.replace(expr, old, new)
-    return expr
-
-
-def _fold(text: str) -> str:
-    text = text.strip().lower()
-    for old, new in FOLD:
-        text = text.replace(old, new)
-    return text
-
-
 @pages.get("/search")
 def search():
-    """PLANTED slow_query: folds every review body in SQL (to filter, then twice more to rank by
-    mentions), so no index can help and SQLite works through ~20 MB of text: over a second."""
-    q = _fold(request.args.get("q", ""))
+    """Books whose title contains the term (``LIKE`` over the 1,200 titles: a few ms)."""
+    q = request.args.get("q", "").strip()
     if not q:
         abort(400, "give a search term: /search?q=word")
-    folded = _folded(Review.body)
-    mentions = func.sum((func.length(folded) - func.length(func.replace(folded, q, ""))) / len(q))
-    stmt = (
-        select(Book.id, Book.title, mentions.label("mentions"))
-        .join(Review, Review.book_id == Book.id)
-        .where(folded.like(f"%{q}%"))
-        .group_by(Book.id, Book.title)
-        .order_by(mentions.desc(), Book.title)
-        .limit(20)
-    )
-    hits = [(book_id, title) for book_id, title, _ in db.session.execute(stmt)]  # planted: slow_query
-    return render_template("search.html", q=q, hits=hits)
+    stmt = select(Book.id, Book.title).where(Book.title.ilike(f"%{q}%")).order_by(Book.id).limit(PAGE_SIZE)
+    return render_template("search.html", q=q, hits=db.session.execute(stmt).all())
 
 
 @pages.get("/search/tags")
 def search_tags():
-    """Clean twin of :func:`search`: looks the term up in the indexed ``tags.name`` column."""
+    """Books carrying the tag named by the term (indexed ``tags.name``)."""
     q = request.args.get("q", "").strip().lower()
     if not q:
         abort(400, "give a search term: /search/tags?q=history")
     hits = [(b["id"], b["title"]) for b in _books_tagged(q)]
     return render_template("search.html", q=q, hits=hits)
+
+
+def _most_reviewed(tag: str, review_key, book_key):
+    """The tag's 20 most-reviewed books: ``(id, title, reviews)`` rows, most reviews first.
+
+    The review count is a correlated scalar subquery ``count(*) FROM reviews WHERE review_key =
+    book_key``, run once per book of the tag (~120): with an index on ``review_key`` each run is
+    an index lookup; without one each run reads all ~41,000 reviews.
+    """
+    reviews = select(func.count()).where(review_key == book_key).correlate(Book).scalar_subquery()
+    return (
+        select(Book.id, Book.title, reviews.label("reviews"))
+        .join(book_tags, book_tags.c.book_id == Book.id)
+        .join(Tag, Tag.id == book_tags.c.tag_id)
+        .where(Tag.name == tag)
+        .order_by(desc("reviews"), Book.id)
+        .limit(20)
+    )
+
+
+@pages.get("/tags/<name>/popular")
+def tag_popular(name: str):
+    """PLANTED slow_query (missing index): ranks the tag's books by review count, counting reviews
+    by ``reviews.book_isbn`` (the partner feed's key), which has no index: each of the ~120 books
+    scans every review, about 3 s on SQLite. Fix: ``CREATE INDEX ON reviews (book_isbn)``."""
+    stmt = _most_reviewed(name, Review.book_isbn, Book.isbn)
+    rows = db.session.execute(stmt).all()  # planted: slow_query
+    return render_template("popular.html", tag=name, rows=rows)
+
+
+@pages.get("/tags/<name>/popular/indexed")
+def tag_popular_indexed(name: str):
+    """Clean twin of :func:`tag_popular`: the same statement keyed on the indexed ``reviews.book_id``."""
+    stmt = _most_reviewed(name, Review.book_id, Book.id)
+    rows = db.session.execute(stmt).all()
+    return render_template("popular.html", tag=name, rows=rows)
 
 
 def _load_order(order_id: int) -> Order:
