@@ -9,12 +9,50 @@ incremental worker merges new traces into existing findings instead of duplicati
 ``occurrences`` = number of traces, ``first_seen``/``last_seen`` = their root span start times,
 ``impact_ms`` = the sum of the occurrences' impact, ``example_trace_ids`` = the 3 most recent then the
 2 worst (by impact; ties: most recent) distinct trace ids, ``code_*`` = the most common location across occurrences.
-Title, severity, evidence and fix hint come from the detector's ``describe(finding, thresholds)``.
+Title, evidence and fix hint come from the detector's ``describe(finding, thresholds)``; severity
+comes from ONE rule for every kind, :func:`severity_for` (a detector may only cap it, see there).
 """
 
 from __future__ import annotations
 
 import json
+
+#: Severity thresholds, one rule for every finding kind (see :func:`severity_for` and the README).
+HIGH_MS_PER_REQUEST = 250.0
+MEDIUM_MS_PER_REQUEST = 25.0
+HIGH_TOTAL_MS = 10_000.0
+MEDIUM_TOTAL_MS = 1_000.0
+_RANK = {"low": 0, "medium": 1, "high": 2}
+
+
+def severity_for(impact_ms: float, occurrences: int, cap: str | None = None) -> str:
+    """The severity of a finding of any kind, from its estimated wasted time.
+
+    ``impact_ms``: total impact over all occurrences (ms); ``occurrences``: affected requests
+    (traces). ``'high'`` when the average impact per affected request is >= 250 ms or the total is
+    >= 10 s; ``'medium'`` at >= 25 ms per request or >= 1 s in total; ``'low'`` otherwise.
+    ``cap`` (``'low'``/``'medium'``) lowers the result to at most that level: a count-only N+1 (below
+    its time threshold, reported for what a networked database would cost) stays ``'low'``.
+
+    Where the numbers come from: the response-time limits of Nielsen (1993) and Google's RAIL
+    model: ~100 ms feels instant, ~1 s keeps the user's flow of thought. 250 ms wasted in one
+    request is a quarter of that 1 s budget and 2.5x the "instant" limit: users notice it on every
+    request (high); 25 ms is a quarter of the 100 ms "instant" budget: noticeable once added to the
+    rest of the request (medium). The totals catch frequent small waste: 10 s in the window is ten
+    full "flow" budgets lost (high), 1 s is one (medium).
+    """
+    per_request = (impact_ms or 0.0) / max(occurrences or 0, 1)
+    total = impact_ms or 0.0
+    if per_request >= HIGH_MS_PER_REQUEST or total >= HIGH_TOTAL_MS:
+        level = "high"
+    elif per_request >= MEDIUM_MS_PER_REQUEST or total >= MEDIUM_TOTAL_MS:
+        level = "medium"
+    else:
+        level = "low"
+    if cap is not None and _RANK[cap] < _RANK[level]:
+        return cap
+    return level
+
 
 STORE_SQL = """
 CREATE OR REPLACE TEMP TABLE th_occ2 AS
@@ -144,7 +182,7 @@ def refresh(cur, cfg) -> list[str]:
                 f["finding_id"],
                 fp,
                 f["kind"],
-                d["severity"],
+                severity_for(f["impact_ms"], f["occurrences"], d.get("max_severity")),
                 f["service"],
                 f["endpoint"],
                 d["title"],

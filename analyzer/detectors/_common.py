@@ -124,12 +124,3 @@ def emit_stats(cur, kind: str, service: str, endpoint: str, pattern: str, stats:
 def ms(ns) -> float:
     """Nanoseconds to milliseconds, rounded to 0.001 ms."""
     return round((ns or 0) / 1e6, 3)
-
-
-def severity_from_ms(avg_impact_ms: float, medium_ms: float, high_ms: float) -> str:
-    """``'high'`` at or above ``high_ms`` per occurrence, ``'medium'`` at or above ``medium_ms``."""
-    if avg_impact_ms >= high_ms:
-        return "high"
-    if avg_impact_ms >= medium_ms:
-        return "medium"
-    return "low"

@@ -7,7 +7,8 @@ time the app spent rebuilding the value), or to the end of the request if nothin
 Flagged when the hit ratio is <= ``max_hit_ratio`` (default 0.5: below it the cache costs a round
 trip on most requests and saves little) over at least ``min_lookups`` (default 20: fewer lookups
 say nothing about a ratio). Occurrences: the requests with a miss; impact: miss latency + recompute.
-Severity: ``high`` when the ratio is <= 0.1, else ``medium``.
+Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`) on the miss +
+recompute time.
 """
 
 from __future__ import annotations
@@ -104,7 +105,6 @@ def describe(f: dict, c: dict) -> dict:
     return {
         "title": f"Cache '{st['key_pattern']}' hits only {100 * st['hit_ratio']:.0f}% on "
         f"{f['endpoint'] or f['service']}",
-        "severity": "high" if st["hit_ratio"] <= 0.1 else "medium",
         "evidence": st,
         "fix_hint": f"Check the key and timeout{f['where']}: keys that embed volatile values (timestamps, "
         f"session ids) never repeat, a short timeout expires entries before reuse, and a value "

@@ -8,7 +8,7 @@ on warm-up, so even 50% means connections are created per request (NullPool, eng
 ``pool_pre_ping`` failures, or a process-per-request server).
 Occurrences: the requests that connected; impact: their time in those ``connect`` spans; code
 location: the most common location of those spans (where the engine / connection is created).
-Severity: ``high`` when >= 90% of requests connect, else ``medium``.
+Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`) on the connect time.
 """
 
 from __future__ import annotations
@@ -84,7 +84,6 @@ def describe(f: dict, c: dict) -> dict:
     return {
         "title": f"{100 * st['ratio']:.0f}% of requests to {f['endpoint'] or f['service']} open a new DB "
         f"connection",
-        "severity": "high" if st["ratio"] >= 0.9 else "medium",
         "evidence": st,
         "fix_hint": "Create the SQLAlchemy engine once per process (not per request) and keep its default "
         "QueuePool (no NullPool); size pool_size to the worker's concurrency.",

@@ -11,7 +11,7 @@ Pattern (identity of the finding): the run's most common code location plus the 
 hosts it calls (not the exact URLs: when one call of a run dips under ``min_span_ms`` on some
 request, the rest of the run is still the same problem and stays one finding). The normalised URL
 patterns of the latest run are kept as evidence.
-Severity: ``high`` at >= ``high_impact_ms`` (5000 ms) average saving per request, else ``medium``.
+Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ DEFAULTS = {
     "min_span_ms": 500.0,
     "max_gap_ms": 500.0,
     "min_saved_ms": 2000.0,
-    "high_impact_ms": 5000.0,
 }
 
 
@@ -107,7 +106,6 @@ def describe(f: dict, c: dict) -> dict:
     return {
         "title": f"{f['avg_span_count']:.0f} slow HTTP calls in a row on {f['endpoint'] or f['service']} "
         f"(could save {avg_saved:.0f} ms per request)",
-        "severity": "high" if avg_saved >= c["high_impact_ms"] else "medium",
         "evidence": {
             "hosts": f["detail"].get("hosts"),
             "urls": urls,

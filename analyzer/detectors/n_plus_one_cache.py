@@ -5,7 +5,7 @@ normalised key pattern (``GET book:{n}``) runs at least ``min_count`` times (def
 N+1 count) taking at least ``min_total_ms`` (default 0: every round trip to a networked cache costs
 latency however fast it looked here). Batched calls (``cache.get_many``) are one span, so never
 flagged. Impact: total minus the slowest single call (the cost of one batched call).
-Severity: ``high`` at >= ``high_impact_ms`` (100 ms) per request, ``medium`` at >= 20 calls, else ``low``.
+Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from ._common import emit, ms
 from ._repeats import find_repeats
 
 NAME = "n_plus_one_cache"
-DEFAULTS = {"min_count": 5, "min_total_ms": 0.0, "high_impact_ms": 100.0}
+DEFAULTS = {"min_count": 5, "min_total_ms": 0.0}
 
 
 def detect(cur, cfg) -> int:
@@ -47,14 +47,10 @@ def detect(cur, cfg) -> int:
 def describe(f: dict, c: dict) -> dict:
     """Title, severity, evidence and fix hint of an aggregated n_plus_one_cache finding."""
     avg_impact = f["impact_ms"] / max(f["occurrences"], 1)
-    severity = (
-        "high" if avg_impact >= c["high_impact_ms"] else "medium" if f["avg_span_count"] >= 20 else "low"
-    )
     op = f["detail"]["operation"]
     return {
         "title": f"N+1 cache calls: '{op}' runs {f['avg_span_count']:.0f}x per request on "
         f"{f['endpoint'] or f['service']}",
-        "severity": severity,
         "evidence": {
             "operation": op,
             "calls_per_request_avg": round(f["avg_span_count"], 1),

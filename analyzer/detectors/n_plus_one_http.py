@@ -7,7 +7,7 @@ string dropped) run at least ``min_count`` times (default 5) taking at least ``m
 (Sentry wants the calls to start within 15 ms of each other, the browser fan-out pattern; a Flask
 handler calling an API in a for-loop is the server-side N+1 we are after).
 Impact: total minus the slowest single call (the cost of one batched call).
-Severity: ``high`` at >= ``high_impact_ms`` (1000 ms) per request, else ``medium``.
+Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ._common import emit, ms
 from ._repeats import find_repeats
 
 NAME = "n_plus_one_http"
-DEFAULTS = {"min_count": 5, "min_total_ms": 300.0, "high_impact_ms": 1000.0}
+DEFAULTS = {"min_count": 5, "min_total_ms": 300.0}
 
 
 def detect(cur, cfg) -> int:
@@ -53,7 +53,6 @@ def describe(f: dict, c: dict) -> dict:
     return {
         "title": f"N+1 HTTP calls: '{url}' called {f['avg_span_count']:.0f}x per request on "
         f"{f['endpoint'] or f['service']}",
-        "severity": "high" if avg_impact >= c["high_impact_ms"] else "medium",
         "evidence": {
             "url": url,
             "calls_per_request_avg": round(f["avg_span_count"], 1),

@@ -15,9 +15,9 @@ repeats of the same parameters (that is ``repeated_query``). Redis/memcached spa
 Source query: the last DB span with a different statement that started before the first repeat
 under the same parent (Sentry's "cause" span). Impact per occurrence: the repeats' total time minus
 the estimated cost of one batched query, estimated as the slowest single repeat (one IN query does
-one round trip; its per-row work is about one repeat's). Severity: ``high`` when the average impact
-per request is >= ``high_impact_ms`` (250 ms, a quarter of a second of user-visible latency),
-``low`` for runs flagged only by count, ``medium`` otherwise.
+one round trip; its per-row work is about one repeat's). Severity: the common rule
+(:func:`tracehound.analyzer.findings.severity_for`), capped at ``low`` for a finding flagged only by
+count (no occurrence reached ``min_total_ms``).
 
 Nested N+1 (a loop inside a loop): when the source span is itself an ORM lazy load (e.g. each
 ``Book.reviews`` run follows an ``Author.books`` lazy load), the evidence names it (``nested_in``) and
@@ -31,7 +31,7 @@ from ._common import emit, ms
 from ._repeats import find_repeats
 
 NAME = "n_plus_one_query"
-DEFAULTS = {"min_count": 5, "min_total_ms": 50.0, "low_severity_min_count": 20, "high_impact_ms": 250.0}
+DEFAULTS = {"min_count": 5, "min_total_ms": 50.0, "low_severity_min_count": 20}
 
 
 def detect(cur, cfg) -> int:
@@ -127,14 +127,12 @@ def describe(f: dict, c: dict) -> dict:
     d = f["detail"]
     avg_n = f["avg_span_count"]
     avg_impact = f["impact_ms"] / max(f["occurrences"], 1)
-    severity = "high" if avg_impact >= c["high_impact_ms"] else "medium"
-    if d.get("below_time_threshold") and f["max_duration_ms"] < c["min_total_ms"]:
-        severity = "low"
+    # count-only: no occurrence reached the time threshold; capped at low by the common rule
+    count_only = bool(d.get("below_time_threshold")) and f["max_duration_ms"] < c["min_total_ms"]
     rel = d.get("relationship")
     what = f"lazy load of {rel}" if rel else f"'{_short(d['statement'])}'"
     return {
         "title": f"N+1 query: {what} runs {avg_n:.0f}x per request on {f['endpoint'] or f['service']}",
-        "severity": severity,
         "evidence": {
             "statement": d["statement"],
             "source_statement": d.get("source_statement"),
@@ -149,7 +147,9 @@ def describe(f: dict, c: dict) -> dict:
             "loop_wall_ms": d.get("loop_wall_ms"),
             "impact_ms_per_request_avg": round(avg_impact, 3),
             "batched_query_estimate": "slowest single repeat",
+            "below_time_threshold": count_only,
         },
+        "max_severity": "low" if count_only else None,
         "fix_hint": fix_hint(
             rel, d.get("uselist"), f["where"], d.get("nested_in"), d.get("nested_in_uselist")
         ),

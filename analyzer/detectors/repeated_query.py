@@ -15,7 +15,7 @@ from ._common import emit, ms
 from ._repeats import find_repeats
 
 NAME = "repeated_query"
-DEFAULTS = {"min_count": 2, "high_impact_ms": 100.0}
+DEFAULTS = {"min_count": 2}
 
 
 def detect(cur, cfg) -> int:
@@ -56,17 +56,10 @@ def detect(cur, cfg) -> int:
 def describe(f: dict, c: dict) -> dict:
     """Title, severity, evidence and fix hint of an aggregated repeated_query finding."""
     avg_impact = f["impact_ms"] / max(f["occurrences"], 1)
-    if avg_impact >= c["high_impact_ms"]:
-        severity = "high"
-    elif f["avg_span_count"] >= 10 or avg_impact >= 10:
-        severity = "medium"
-    else:
-        severity = "low"
     stmt = f["detail"]["statement"]
     return {
         "title": f"Same query with the same parameters runs {f['avg_span_count']:.0f}x per request "
         f"on {f['endpoint'] or f['service']}",
-        "severity": severity,
         "evidence": {
             "statement": stmt,
             "runs_per_request_avg": round(f["avg_span_count"], 1),

@@ -15,7 +15,7 @@ template time) dominates and the route has ``n_plus_one_query`` findings, the lo
 biggest N+1's lazy-loading loop and the fix hint points at those findings: the self time of a
 lazy-loading loop is ORM work between the queries (building objects, firing each lazy load), which
 eager loading removes along with the queries.
-Severity: ``high`` when p95 >= 3 x ``p95_ms``, else ``medium``.
+Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`) on the time above ``p95_ms``.
 """
 
 from __future__ import annotations
@@ -233,7 +233,6 @@ def describe(f: dict, c: dict) -> dict:
     if not st:  # occurrences left from an older window; no fresh statistics
         return {
             "title": f"Slow endpoint {f['endpoint']}",
-            "severity": "medium",
             "evidence": {},
             "fix_hint": "Re-run the analysis over a window with enough requests.",
         }
@@ -254,7 +253,6 @@ def describe(f: dict, c: dict) -> dict:
     return {
         "title": f"Slow endpoint {f['endpoint'] or f['service']}: p95 {st['p95_ms']:.0f} ms, {pct:.0f}% of p95 "
         f"time is in {what}",
-        "severity": "high" if st["p95_ms"] >= 3 * c["p95_ms"] else "medium",
         "evidence": st,
         "fix_hint": (
             _self_time_hint(st["related_n_plus_one"], "self time" if top == "self" else "template time")

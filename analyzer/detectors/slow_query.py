@@ -14,7 +14,7 @@ parts have at least ``regression_min_samples`` (20) executions, the recent p95 i
 ``regression_ratio`` (2.0) times the baseline p95 and at least ``regression_min_ms`` (50 ms) above it.
 Its occurrences are the recent traces with an execution above the baseline p95; impact: their time
 above the baseline p95 (what the regression added).
-Severity: ``high`` at >= ``high_impact_ms`` (5000 ms) total impact, else ``medium``.
+Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ DEFAULTS = {
     "regression_ratio": 2.0,
     "regression_min_ms": 50.0,
     "regression_min_samples": 20,
-    "high_impact_ms": 5000.0,
 }
 
 _BASE = """
@@ -155,7 +154,6 @@ def _regressions(cur, cfg) -> int:
 def describe(f: dict, c: dict) -> dict:
     """Title, severity, evidence and fix hint of an aggregated slow_query finding."""
     d, st = f["detail"], f["stats"] or {}
-    severity = "high" if f["impact_ms"] >= c["high_impact_ms"] else "medium"
     hint = (
         f"Run EXPLAIN ANALYZE on it{f['where']}: add an index on the columns in WHERE / JOIN / ORDER BY, "
         f"select fewer columns or rows (LIMIT, pagination), or cache the result."
@@ -164,14 +162,12 @@ def describe(f: dict, c: dict) -> dict:
         return {
             "title": f"Query got slower: p95 {st['p95_baseline_ms']:.0f} ms -> {st['p95_recent_ms']:.0f} ms "
             f"'{d['statement'][:70]}'",
-            "severity": severity,
             "evidence": st,
             "fix_hint": "Compare with what changed recently (deploy, data growth, a dropped index). " + hint,
         }
     return {
         "title": f"Slow query ({f['max_duration_ms']:.0f} ms max) on {f['endpoint'] or f['service']}: "
         f"'{d['statement'][:70]}'",
-        "severity": severity,
         "evidence": {
             "statement": d["statement"],
             "threshold_ms": d.get("threshold_ms"),

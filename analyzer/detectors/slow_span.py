@@ -9,7 +9,7 @@ such outliers in the window: one or two outliers are noise (a GC pause, a lock w
 e.g. a single 272 ms primary-key lookup against a 0.85 ms median in the review's demo runs), three
 separate requests show a recurring problem. Our choice: the smallest count that is a pattern.
 Occurrences: traces with such spans; impact: their time above the median.
-Severity: ``high`` at >= ``high_impact_ms`` (5000 ms) total impact, else ``medium`` (``low`` below 1 s).
+Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ DEFAULTS = {
     "min_ms": 100.0,
     "min_samples": 30,
     "min_occurrences": 3,
-    "high_impact_ms": 5000.0,
 }
 
 
@@ -88,14 +87,10 @@ def detect(cur, cfg) -> int:
 def describe(f: dict, c: dict) -> dict:
     """Title, severity, evidence and fix hint of an aggregated slow_span finding."""
     d = f["detail"]
-    severity = (
-        "high" if f["impact_ms"] >= c["high_impact_ms"] else "medium" if f["impact_ms"] >= 1000 else "low"
-    )
     ratio = f["max_duration_ms"] / max(d["baseline_median_ms"], 0.001)
     return {
         "title": f"{d['category']} span '{d['operation'][:70]}' took up to {f['max_duration_ms']:.0f} ms "
         f"({ratio:.0f}x its median {d['baseline_median_ms']:.1f} ms) on {f['endpoint'] or f['service']}",
-        "severity": severity,
         "evidence": {
             **d,
             "max_ms": f["max_duration_ms"],
