@@ -5,8 +5,7 @@ Rule: within one trace (any parents), one normalised statement with one paramete
 (default 2: the second run is already redundant work that can be hoisted out of the loop or cached).
 Statements whose parameters cannot be identified (placeholders but no params hash) are skipped,
 except constant SELECTs without any parameter. Impact: every run after the first.
-Severity: ``high`` at >= ``high_impact_ms`` (100 ms) average impact per request, ``medium`` at >= 10
-runs or >= 10 ms, ``low`` otherwise.
+Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 """
 
 from __future__ import annotations
