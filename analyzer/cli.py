@@ -45,6 +45,9 @@ def analyze(db: Path, since: str | None, until: str | None, as_json: bool, confi
     """
     import json
 
+    from tracehound._deps import require_extra
+
+    require_extra("analyze", "server", ("duckdb", "pyarrow", "numpy"))
     from tracehound.analyzer.config import AnalyzerConfig, ConfigError
     from tracehound.analyzer.engine import analyze as run_analysis
     from tracehound.analyzer.engine import to_ns
@@ -95,14 +98,19 @@ def analyze(db: Path, since: str | None, until: str | None, as_json: bool, confi
     if not findings:
         click.echo("No findings.")
         return
-    rows = [("KIND", "SEVERITY", "ENDPOINT", "CODE LOCATION", "IMPACT_MS", "TITLE")]
+    # OCCURRENCES and IMPACT_MS count the analysed window only; OCCURRENCES also shows the all-time total
+    rows = [("KIND", "SEVERITY", "ENDPOINT", "CODE LOCATION", "OCCURRENCES", "IMPACT_MS", "TITLE")]
     for f in findings:
         loc = f"{f['code_filepath']}:{f['code_lineno']}" if f["code_filepath"] else "-"
+        occ = f"{f['occurrences']}/{f['total_occurrences']}"
         rows.append(
-            (f["kind"], f["severity"], f["endpoint"] or "-", loc, f"{f['impact_ms']:.1f}", f["title"])
+            (f["kind"], f["severity"], f["endpoint"] or "-", loc, occ, f"{f['impact_ms']:.1f}", f["title"])
         )
-    widths = [min(max(len(r[i]) for r in rows), 48) for i in range(5)]
+    widths = [min(max(len(r[i]) for r in rows), 48) for i in range(6)]
     for r in rows:
-        cells = [r[i][: widths[i]].ljust(widths[i]) for i in range(5)]
-        click.echo("  ".join(cells) + "  " + r[5])
-    click.echo(f"\n{len(findings)} finding(s).")
+        cells = [r[i][: widths[i]].ljust(widths[i]) for i in range(6)]
+        click.echo("  ".join(cells) + "  " + r[6])
+    window = (
+        f" between {since or 'the first trace'} and {until or 'the last trace'}" if since or until else ""
+    )
+    click.echo(f"\n{len(findings)} finding(s){window}; OCCURRENCES = in this window / all time.")

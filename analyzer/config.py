@@ -29,7 +29,10 @@ import fnmatch
 from collections.abc import Mapping
 from pathlib import Path
 
-import tomllib
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as the ``tomli`` package (server extra)
+    import tomli as tomllib
 
 WORKER_DEFAULTS = {
     # A trace is analysed once a server span arrived and no new span came for this long (s).

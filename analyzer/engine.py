@@ -48,7 +48,7 @@ def run_pass(
     try:
         if summaries:
             write_trace_summaries(cur)
-        findings_mod.delete_occurrences(cur, kinds)
+        findings_mod.delete_occurrences(cur, kinds, WINDOWED)
         findings_mod.store_occurrences(cur)
         ids = findings_mod.refresh(cur, cfg)
         cur.execute("COMMIT")
@@ -127,9 +127,13 @@ def analyze(con, since=None, until=None, config=None) -> list[dict]:
 
     ``since``/``until``: ISO-8601 strings, datetimes (naive = UTC) or ints (ns since epoch); ``None``
     = unbounded. ``config``: a dict shaped like ``tracehound.toml`` or an :class:`AnalyzerConfig`.
-    Replaces those traces' summaries and occurrences (all detectors, including the windowed ones,
-    computed over exactly this window) and returns the findings that have occurrences in it, as
-    dicts (``findings`` columns, ``evidence`` parsed, plus ``code_location``), by impact desc.
+    Replaces those traces' summaries and per-trace detectors' occurrences; for the windowed detectors
+    (computed over exactly this window) only the occurrences of the groups they could evaluate in it
+    (enough volume) are replaced, so a short window never erases an earlier finding.
+    Returns the findings that have occurrences in the window, as dicts (``findings`` columns,
+    ``evidence`` parsed, plus ``code_location``) by window impact desc, WINDOW-SCOPED like
+    ``GET /api/findings?since=``: ``occurrences``/``impact_ms``/``first_seen``/``last_seen`` count only
+    the window's traces; ``total_occurrences``/``total_impact_ms`` are the finding's all-time totals.
     Raises ``ValueError`` for bad dates, :class:`tracehound.analyzer.config.ConfigError` for bad config.
     """
     cfg = AnalyzerConfig.from_dict(config)
@@ -140,6 +144,27 @@ def analyze(con, since=None, until=None, config=None) -> list[dict]:
     try:
         select_traces(cur, since_ns, until_ns)
         ids = run_pass(cur, cfg, [*PER_TRACE, *sorted(WINDOWED)])
-        return findings_mod.findings_as_dicts(cur, ids)
+        return _window_scoped(cur, findings_mod.findings_as_dicts(cur, ids))
     finally:
         cur.close()
+
+
+def _window_scoped(cur, found: list[dict]) -> list[dict]:
+    """``found`` with counts over the traces in ``th_traces`` only (see :func:`analyze`)."""
+    window = {
+        r[0]: r[1:]
+        for r in cur.execute(
+            """SELECT finding_id, count(*), sum(impact_ms), min("timestamp"), max("timestamp")
+               FROM finding_occurrences WHERE trace_id IN (SELECT trace_id FROM th_traces) GROUP BY ALL"""
+        ).fetchall()
+    }
+    out = []
+    for f in found:
+        if f["id"] not in window:
+            continue
+        n, impact, first, last = window[f["id"]]
+        f["total_occurrences"], f["total_impact_ms"] = f["occurrences"], f["impact_ms"]
+        f.update(occurrences=n, impact_ms=round(impact or 0.0, 3), first_seen=first, last_seen=last)
+        out.append(f)
+    out.sort(key=lambda f: (-f["impact_ms"], f["id"]))
+    return out

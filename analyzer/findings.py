@@ -8,7 +8,7 @@ Every finding row is recomputed from ALL its stored occurrences whenever a pass 
 incremental worker merges new traces into existing findings instead of duplicating them:
 ``occurrences`` = number of traces, ``first_seen``/``last_seen`` = their root span start times,
 ``impact_ms`` = the sum of the occurrences' impact, ``example_trace_ids`` = the 3 most recent then the
-2 worst (by impact) distinct trace ids, ``code_*`` = the most common location across occurrences.
+2 worst (by impact; ties: most recent) distinct trace ids, ``code_*`` = the most common location across occurrences.
 Title, severity, evidence and fix hint come from the detector's ``describe(finding, thresholds)``.
 """
 
@@ -37,7 +37,8 @@ SELECT o.finding_id, any_value(p.kind) AS kind, any_value(p.service) AS service,
        sum(o.impact_ms) AS impact_ms, avg(o.span_count) AS avg_span_count,
        max(o.span_count) AS max_span_count, avg(o.duration_ms) AS avg_duration_ms,
        max(o.duration_ms) AS max_duration_ms,
-       arg_max(o.trace_id, o."timestamp", 3) AS recent, arg_max(o.trace_id, o.impact_ms, 3) AS worst,
+       list(o.trace_id ORDER BY o."timestamp" DESC, o.trace_id)[1:3] AS recent,
+       list(o.trace_id ORDER BY o.impact_ms DESC, o."timestamp" DESC, o.trace_id)[1:3] AS worst,
        mode({'filepath': o.code_filepath, 'lineno': o.code_lineno, 'function': o.code_function})
            FILTER (WHERE o.code_filepath IS NOT NULL) AS code,
        arg_max(o.detail, o."timestamp") AS detail
@@ -47,22 +48,42 @@ GROUP BY o.finding_id
 """
 
 
-def delete_occurrences(cur, kinds: list[str]) -> None:
+def delete_occurrences(cur, kinds: list[str], windowed: set[str] = frozenset()) -> None:
     """Forget the occurrences of ``kinds`` in the traces of ``th_traces`` (before re-analysing them).
 
+    For the ``windowed`` kinds only the occurrences of groups recorded in ``th_eval`` (the groups the
+    detector actually evaluated in this window) are forgotten; the others are kept as they are.
     The ids of the findings they belonged to are remembered in ``th_touched`` for :func:`refresh`.
     """
-    kinds_sql = ", ".join("'" + k.replace("'", "''") + "'" for k in kinds)
+    per_trace = [k for k in kinds if k not in windowed]
+    win = [k for k in kinds if k in windowed]
+
+    def quoted(names):
+        return ", ".join("'" + k.replace("'", "''") + "'" for k in names) or "NULL"
+
     cur.execute(
-        f"""CREATE OR REPLACE TEMP TABLE th_touched AS
-            SELECT DISTINCT o.finding_id AS id FROM finding_occurrences o
-            JOIN finding_patterns p ON p.finding_id = o.finding_id
-            WHERE p.kind IN ({kinds_sql}) AND o.trace_id IN (SELECT trace_id FROM th_traces)"""
+        f"""CREATE OR REPLACE TEMP TABLE th_replace AS
+            SELECT p.finding_id FROM finding_patterns p WHERE p.kind IN ({quoted(per_trace)})
+            UNION
+            SELECT p.finding_id FROM finding_patterns p JOIN th_eval e ON e.kind = p.kind
+                AND (e.service IS NULL OR e.service = p.service)
+                AND (e.endpoint IS NULL OR e.endpoint = p.endpoint)
+                AND (e.pattern IS NULL OR e.pattern = p.pattern)
+            WHERE p.kind IN ({quoted(win)})
+            UNION  -- a group with fresh occurrences or statistics was evaluated by definition
+            SELECT left(sha256(concat_ws(chr(31), kind, service, endpoint, pattern)), 16)
+            FROM (SELECT kind, service, endpoint, pattern FROM th_occ
+                  UNION SELECT kind, service, endpoint, pattern FROM th_stats)"""
     )
     cur.execute(
-        f"""DELETE FROM finding_occurrences WHERE finding_id IN (SELECT id FROM th_touched)
-            AND trace_id IN (SELECT trace_id FROM th_traces)
-            AND finding_id IN (SELECT finding_id FROM finding_patterns WHERE kind IN ({kinds_sql}))"""
+        """CREATE OR REPLACE TEMP TABLE th_touched AS
+            SELECT DISTINCT o.finding_id AS id FROM finding_occurrences o
+            WHERE o.finding_id IN (SELECT finding_id FROM th_replace)
+              AND o.trace_id IN (SELECT trace_id FROM th_traces)"""
+    )
+    cur.execute(
+        """DELETE FROM finding_occurrences WHERE finding_id IN (SELECT id FROM th_touched)
+            AND trace_id IN (SELECT trace_id FROM th_traces)"""
     )
 
 

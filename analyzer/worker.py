@@ -40,7 +40,12 @@ from pathlib import Path
 log = logging.getLogger("tracehound.analyzer")
 
 
-def _config_for(settings, config):
+def load_config(settings, config=None):
+    """The worker's :class:`~tracehound.analyzer.config.AnalyzerConfig`: ``config`` (a TOML-shaped dict)
+    if given, else ``settings.config_file``, else ``./tracehound.toml`` when present, else defaults.
+
+    Raises :class:`tracehound.analyzer.config.ConfigError` (message names the file) when invalid.
+    """
     from tracehound.analyzer.config import AnalyzerConfig
 
     if config is not None:
@@ -61,7 +66,7 @@ class AnalyzerWorker:
     """
 
     def __init__(self, con, settings=None, config=None):
-        self.cfg = _config_for(settings, config)
+        self.cfg = load_config(settings, config)
         self.cur = con.cursor()
         self.pending: dict[str, list] = {}  # trace_id -> [first_rowid, last_seen_monotonic, has_server]
         self.scan_rowid = int(self._state("scan_rowid") or 0)

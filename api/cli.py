@@ -98,6 +98,9 @@ def report(db, url, api_token, week, fmt, output, smtp_host, smtp_port, smtp_use
       tracehound report --db tracehound.duckdb --week 2026-W47 --format html -o week47.html
       tracehound report --url http://127.0.0.1:8000 --format html --smtp-host mail --mail-to team@example.org
     """
+    from tracehound._deps import require_extra
+
+    require_extra("report", "server", ("jinja2", "pygal") if url else ("jinja2", "pygal", "duckdb"))
     from .report import BadWeekError, parse_week, render_report
 
     try:

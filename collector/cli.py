@@ -24,9 +24,23 @@ def serve(**options) -> None:
 
     Prints one line naming each listener, then serves until SIGTERM or Ctrl-C, which commit
     every accepted span and exit 0. Exits 1 with one line if the database is locked by another
-    process or a port is taken.
+    process or a port is taken; exits 2 with one line for an invalid analyzer config
+    (``--config`` / ``TRACEHOUND_CONFIG`` / ``./tracehound.toml``), checked before anything starts.
     """
+    from tracehound._deps import SERVER_MODULES, require_extra
+
+    require_extra("serve", "server", SERVER_MODULES)
     from tracehound.server import serve as run_server
     from tracehound.settings import ServerSettings
 
-    run_server(ServerSettings(**options))
+    settings = ServerSettings(**options)
+    if settings.analyze:
+        from tracehound.analyzer.config import ConfigError
+        from tracehound.analyzer.worker import load_config
+
+        try:
+            load_config(settings)
+        except ConfigError as e:
+            click.echo(f"tracehound serve: {e}", err=True)
+            raise SystemExit(2) from None
+    run_server(settings)

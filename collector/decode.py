@@ -21,15 +21,18 @@ Limits (see :mod:`tracehound.collector.attributes`; also in the README, section 
 
 These are reported to the client as warnings in ``partial_success.error_message`` with
 ``rejected_spans`` 0 (the OTLP spec allows warnings). Spans whose ``trace_id`` is not 16 bytes or
-whose ``span_id`` is not 8 bytes (or either is all zero), or whose times do not fit int64
-nanoseconds, cannot be stored: they are counted in ``rejected_spans`` with a message, and the other
-spans of the request are stored.
+whose ``span_id`` is not 8 bytes (or either is all zero), whose ``parent_span_id`` is neither empty
+nor 8 bytes, with a link whose ids are not 16 / 8 bytes, or whose start, end or event times do not
+fit int64 nanoseconds (after year 2262), cannot be stored: they are counted in ``rejected_spans``
+with a message, and the other spans of the request are stored. The whole span is rejected (not
+the bad id blanked or the event dropped), so nothing is stored half right.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -43,6 +46,8 @@ STATUS_CODES = ("Unset", "Ok", "Error")
 _KIND_NAMES = pa.array(SPAN_KINDS)
 _STATUS_NAMES = pa.array(STATUS_CODES)
 _MAX_NS = (1 << 63) - 1
+_ZERO_U64 = pa.scalar(0, pa.uint64())
+_MAX_NS_U64 = pa.scalar(_MAX_NS, pa.uint64())  # an int64 scalar against uint64 raises ArrowInvalid
 _ZERO_TRACE_HEX = "0" * 32
 _ZERO_SPAN_HEX = "0" * 16
 
@@ -101,6 +106,11 @@ class DecodedBatch:
     rejected: int = 0
     messages: list[str] = field(default_factory=list)
     more_messages: int = 0
+
+    def all_rejected(self, message: str) -> DecodedBatch:
+        """This batch with every storable span rejected too (DuckDB refused them), explained."""
+        messages = [*self.messages, f"{self.count} spans rejected: {message}"]
+        return DecodedBatch(None, None, None, 0, self.rejected + self.count, messages, self.more_messages)
 
     def error_message(self) -> str:
         """One line for ``partial_success.error_message`` ('' when all is well)."""
@@ -340,37 +350,47 @@ def build_batch(
     start_u = pa.array(ts, pa.uint64())
     end_u = pa.array(end, pa.uint64())
     tid_a, sid_a = pa.array(tid, _STR), pa.array(sid, _STR)
+    pid_a = pa.array(pid, _STR)
+    pid_len = pc.binary_length(pid_a)
+    ev_ts, ev_name, ev_dropped, ev_attrs = c.ev
+    ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = c.ln
+    ev_ts_u = pa.array(ev_ts, pa.uint64())
+    ev_bad = pc.greater(ev_ts_u, _MAX_NS_U64)
+    ln_tid_a, ln_sid_a = pa.array(ln_tid, _STR), pa.array(ln_sid, _STR)
+    ln_bad = pc.or_(
+        pc.not_equal(pc.binary_length(ln_tid_a), 32), pc.not_equal(pc.binary_length(ln_sid_a), 16)
+    )
     bad = pc.or_(
         pc.or_(pc.not_equal(pc.binary_length(tid_a), 32), pc.equal(tid_a, _ZERO_TRACE_HEX)),
         pc.or_(pc.not_equal(pc.binary_length(sid_a), 16), pc.equal(sid_a, _ZERO_SPAN_HEX)),
     )
-    bad = pc.or_(bad, pc.or_(pc.greater(start_u, _MAX_NS), pc.greater(end_u, _MAX_NS)))
+    bad = pc.or_(bad, pc.or_(pc.greater(start_u, _MAX_NS_U64), pc.greater(end_u, _MAX_NS_U64)))
+    bad = pc.or_(bad, pc.and_(pc.not_equal(pid_len, 0), pc.not_equal(pid_len, 16)))
+    ev_bad_spans = _owners(ev_bad, c.ev_offsets, count)
+    ln_bad_spans = _owners(ln_bad, c.ln_offsets, count)
+    for owners in (ev_bad_spans, ln_bad_spans):
+        if owners:
+            bad = pc.or_(bad, pa.array(np.isin(np.arange(count), list(owners))))
     n_bad = pc.sum(bad).as_py() or 0
     if n_bad:
         for i in pc.indices_nonzero(bad).to_pylist():
-            if len(tid[i]) != 32 or tid[i] == _ZERO_TRACE_HEX:
-                why = f"trace_id {tid[i]!r} is not 16 non-zero bytes"
-            elif len(sid[i]) != 16 or sid[i] == _ZERO_SPAN_HEX:
-                why = f"span_id {sid[i]!r} is not 8 non-zero bytes"
-            else:
-                why = "start/end time does not fit int64 nanoseconds (after year 2262)"
-            problems.add(f"span {names[i]!r} rejected: {why}")
+            problems.add(f"span {names[i]!r} rejected: {_why_rejected(c, i, ev_bad_spans, ln_bad_spans)}")
         problems.rejected += n_bad
-        start_u = pc.if_else(bad, 0, start_u)
-        end_u = pc.if_else(bad, 0, end_u)
+        start_u = pc.if_else(bad, _ZERO_U64, start_u)
+        end_u = pc.if_else(bad, _ZERO_U64, end_u)
+        if ev_bad_spans:
+            ev_ts_u = pc.if_else(ev_bad, _ZERO_U64, ev_ts_u)  # their spans are filtered out below
     start_i = start_u.cast(pa.int64())
     kinds_a = pa.array(c.kinds, _I32)
     codes_a = pa.array(c.st_code, _I32)
     schema = otel_traces_arrow_schema()
     events_type = schema.field("Events").type
     links_type = schema.field("Links").type
-    ev_ts, ev_name, ev_dropped, ev_attrs = c.ev
-    ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = c.ln
     events = pa.ListArray.from_arrays(
         pa.array(c.ev_offsets, _I32),
         pa.StructArray.from_arrays(
             [
-                pa.array(ev_ts, pa.uint64()).cast(pa.int64(), safe=False).cast(_TS),
+                ev_ts_u.cast(pa.int64()).cast(_TS),
                 pa.array(ev_name, _STR),
                 ev_attrs.array(problems, "event"),
                 _u32_plus(ev_dropped, ev_attrs.dropped),
@@ -383,8 +403,8 @@ def build_batch(
         pa.array(c.ln_offsets, _I32),
         pa.StructArray.from_arrays(
             [
-                pa.array(ln_tid, _STR),
-                pa.array(ln_sid, _STR),
+                ln_tid_a,
+                ln_sid_a,
                 pa.array(ln_state, _STR),
                 ln_attrs.array(problems, "link"),
                 _u32_plus(ln_dropped, ln_attrs.dropped),
@@ -399,7 +419,7 @@ def build_batch(
             "Timestamp": start_i.cast(_TS),
             "TraceId": tid_a,
             "SpanId": sid_a,
-            "ParentSpanId": pa.array(pid, _STR),
+            "ParentSpanId": pid_a,
             "TraceState": pa.array(tstate, _STR),
             "SpanName": pa.array(names, _STR),
             "SpanKind": _KIND_NAMES.take(_in_range(kinds_a, 5)),
@@ -444,6 +464,37 @@ def build_batch(
     return DecodedBatch(
         spans_table, resources, scopes, stored, problems.rejected, problems.messages, problems.more
     )
+
+
+def _owners(item_bad: pa.Array, offsets: list[int], count: int) -> set[int]:
+    """Indexes of the spans owning a flagged event / link (``offsets``: per-span list offsets)."""
+    if not len(item_bad) or not pc.any(item_bad).as_py():
+        return set()
+    items = pc.indices_nonzero(item_bad).to_numpy()
+    spans = np.searchsorted(np.asarray(offsets, np.int64), items, side="right") - 1
+    return {int(i) for i in spans if 0 <= i < count}
+
+
+def _why_rejected(c: SpanColumns, i: int, ev_bad_spans: set, ln_bad_spans: set) -> str:
+    """The reason span ``i`` cannot be stored (the first rule it breaks, as in the checks)."""
+    tid, sid, pid = c.tid[i], c.sid[i], c.pid[i]
+    if len(tid) != 32 or tid == _ZERO_TRACE_HEX:
+        return f"trace_id {tid!r} is not 16 non-zero bytes"
+    if len(sid) != 16 or sid == _ZERO_SPAN_HEX:
+        return f"span_id {sid!r} is not 8 non-zero bytes"
+    if len(pid) not in (0, 16):
+        return f"parent_span_id {pid!r} is not 8 bytes (or empty for a root span)"
+    if c.ts[i] > _MAX_NS or c.end[i] > _MAX_NS:
+        return "start/end time does not fit int64 nanoseconds (after year 2262)"
+    if i in ev_bad_spans:
+        return "an event time does not fit int64 nanoseconds (after year 2262)"
+    for k in range(c.ln_offsets[i], c.ln_offsets[i + 1]):
+        link_tid, link_sid = c.ln[0][k], c.ln[1][k]
+        if len(link_tid) != 32:
+            return f"link trace_id {link_tid!r} is not 16 bytes"
+        if len(link_sid) != 16:
+            return f"link span_id {link_sid!r} is not 8 bytes"
+    return "invalid span"
 
 
 def combine(batches: list[DecodedBatch]) -> tuple[pa.Table, pa.Table, pa.Table]:

@@ -5,7 +5,11 @@
   ``RESOURCE_EXHAUSTED`` (it applies ``grpc.max_receive_message_length``).
 * A full write queue gets ``UNAVAILABLE`` with a ``google.rpc.RetryInfo`` (retry after 1 s) in
   the status details (trailer ``grpc-status-details-bin``), which OTLP exporters honour.
+* A storage failure that may pass (I/O error, out of memory) gets ``UNAVAILABLE`` with the same
+  ``RetryInfo``; spans DuckDB refuses even alone are reported in ``partial_success``.
 * Unstorable spans are reported in ``partial_success`` as on OTLP/HTTP.
+* Any other failure (a bug) is logged (traceback once per exception type) and answered
+  ``INTERNAL`` with a one-line message.
 * With ``ingest_token`` set, calls need metadata ``authorization: Bearer <token>``
   (else ``UNAUTHENTICATED``).
 """
@@ -22,7 +26,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from .fastdecode import decode_protobuf
-from .writer import SpanWriter
+from .http_receiver import log_unexpected
+from .writer import SpansRejected, SpanWriter, StorageUnavailable
 
 RETRY_AFTER_S = 1
 
@@ -50,7 +55,19 @@ class TraceService:
         self._expected = f"Bearer {ingest_token}".encode() if ingest_token else None
 
     async def export(self, body: bytes, context):
-        """Store the request's spans; returns ``ExportTraceServiceResponse`` after commit."""
+        """Store the request's spans; returns ``ExportTraceServiceResponse`` after commit.
+
+        Aborts with the status codes of the module docstring (``INTERNAL`` for a bug, logged).
+        """
+        try:
+            return await self._export(body, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            log_unexpected("OTLP/gRPC export", exc)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+    async def _export(self, body: bytes, context):
         stats = self._writer.stats
         stats.requests += 1
         if self._expected is not None:
@@ -80,8 +97,13 @@ class TraceService:
                 )
             try:
                 await asyncio.wrap_future(future)
-            except Exception as exc:
-                await context.abort(grpc.StatusCode.INTERNAL, f"could not store spans: {exc}")
+            except SpansRejected as exc:
+                stats.spans_rejected += decoded.count
+                decoded = decoded.all_rejected(str(exc))
+            except StorageUnavailable as exc:
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, str(exc), trailing_metadata=_retry_trailer(str(exc))
+                )
         response = ExportTraceServiceResponse()
         message = decoded.error_message()
         if decoded.rejected or message:

@@ -5,14 +5,19 @@ A Starlette app served by uvicorn. Behaviour (OTLP/HTTP spec):
 * ``Content-Type``: ``application/x-protobuf`` or ``application/json`` (parameters ignored);
   anything else gets 415. The response is an ``ExportTraceServiceResponse`` in the same type.
 * ``Content-Encoding``: ``gzip`` or none (``identity``); others get 415.
-* Size: a body over ``max_body_bytes`` (``--max-body-bytes``, default 16 MiB) gets 413, checked on
-  the bytes received *and* while stream-decompressing gzip, so a gzip bomb is refused after
-  inflating at most ``max_body_bytes``.
+* Size: a body over ``max_body_bytes`` (``--max-body-bytes``, default 16 MiB) gets 413 (status
+  ``RESOURCE_EXHAUSTED``), checked on the bytes received *and* while stream-decompressing gzip, so
+  a gzip bomb is refused after inflating at most ``max_body_bytes``. A gzip body of several
+  members (concatenated streams, RFC 1952) is inflated member after member, all within that limit;
+  bytes after the last member that are not another gzip member get 400.
 * An undecodable body (bad protobuf, invalid UTF-8 in a protobuf string, bad JSON, non-hex id in
   JSON) gets 400 with a ``google.rpc.Status`` whose message says why.
 * Spans that cannot be stored are reported in ``partial_success`` while the others are stored.
-* A full write queue gets 503 with ``Retry-After: 1``; a request is answered 200 only once its
-  spans are committed.
+* A full write queue, or a storage failure that may pass (I/O error, out of memory), gets 503 with
+  ``Retry-After: 1``; a request is answered 200 only once its spans are committed. A request whose
+  spans DuckDB refuses even when inserted alone gets 200 with every span in ``partial_success``.
+* Any other failure (a bug) is logged with its traceback (once per exception type) and answered
+  500 with a ``google.rpc.Status`` (``INTERNAL``), never a traceback page.
 * With ``ingest_token`` set, requests need ``Authorization: Bearer <token>`` (else 401).
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import zlib
 
 from google.protobuf import json_format
@@ -34,7 +40,21 @@ from starlette.routing import Route
 from .decode import DecodedBatch, decode_request
 from .fastdecode import decode_protobuf
 from .otlp_json import OtlpJsonError, parse_otlp_json
-from .writer import SpanWriter
+from .writer import SpansRejected, SpanWriter, StorageUnavailable
+
+log = logging.getLogger("tracehound.collector")
+_logged_types: set[str] = set()
+
+
+def log_unexpected(where: str, exc: BaseException) -> None:
+    """Log an unexpected receiver error: the traceback the first time its type is seen, then one line."""
+    key = f"{where}:{type(exc).__qualname__}"
+    if key in _logged_types:
+        log.error("%s failed: %s: %s", where, type(exc).__name__, exc)
+    else:
+        _logged_types.add(key)
+        log.error("%s failed", where, exc_info=exc)
+
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -72,16 +92,26 @@ def _export_response(decoded: DecodedBatch, media: str) -> Response:
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
-    """Inflate gzip ``data`` but never beyond ``limit`` bytes (raises :class:`_TooLarge`)."""
-    inflater = zlib.decompressobj(wbits=31)
-    out = inflater.decompress(data, limit + 1)
-    if len(out) > limit:
-        raise _TooLarge(f"decompressed body exceeds {limit} bytes (--max-body-bytes)")
-    if inflater.unconsumed_tail:
-        raise _TooLarge(f"decompressed body exceeds {limit} bytes (--max-body-bytes)")
-    if not inflater.eof:
-        raise zlib.error("truncated gzip stream")
-    return out
+    """Inflate every gzip member of ``data``, never beyond ``limit`` bytes in total.
+
+    Raises :class:`_TooLarge` over the limit, ``zlib.error`` for a corrupt or truncated member or
+    for trailing bytes that are not another gzip member.
+    """
+    parts, size = [], 0
+    while True:
+        inflater = zlib.decompressobj(wbits=31)
+        out = inflater.decompress(data, limit - size + 1)
+        size += len(out)
+        if size > limit or inflater.unconsumed_tail:
+            raise _TooLarge(f"decompressed body exceeds {limit} bytes (--max-body-bytes)")
+        if not inflater.eof:
+            raise zlib.error("truncated gzip stream")
+        parts.append(out)
+        data = inflater.unused_data
+        if not data:
+            return b"".join(parts)
+        if not data.startswith(b"\x1f\x8b"):
+            raise zlib.error(f"{len(data)} bytes of trailing data after the gzip stream")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -112,8 +142,17 @@ def create_otlp_http_app(
         """``POST /v1/traces``: an OTLP ``ExportTraceServiceRequest`` (protobuf or JSON, maybe gzip).
 
         200 with ``ExportTraceServiceResponse`` once the spans are committed (``partial_success``
-        for unstorable spans and warnings); 400/401/413/415/503 as in the module docstring.
+        for unstorable spans and warnings); 400/401/413/415/503 as in the module docstring, and
+        500 with a ``google.rpc.Status`` (``INTERNAL``) for an unexpected error, which is logged.
         """
+        try:
+            return await _export(request)
+        except Exception as exc:
+            log_unexpected("OTLP/HTTP export", exc)
+            media = JSON if request.headers.get("content-type", "").startswith(JSON) else PROTOBUF
+            return _status_response(500, _INTERNAL, f"internal error: {type(exc).__name__}", media)
+
+    async def _export(request: Request) -> Response:
         stats.requests += 1
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         media = JSON if content_type == JSON else PROTOBUF
@@ -147,7 +186,7 @@ def create_otlp_http_app(
                 body = _gunzip(body, max_body_bytes)
         except _TooLarge as exc:
             stats.requests_bad += 1
-            return _status_response(413, _INVALID_ARGUMENT, str(exc), media)
+            return _status_response(413, _RESOURCE_EXHAUSTED, str(exc), media)
         except zlib.error as exc:
             stats.requests_bad += 1
             return _status_response(400, _INVALID_ARGUMENT, f"body is not valid gzip: {exc}", media)
@@ -155,6 +194,9 @@ def create_otlp_http_app(
             return Response(status_code=400)
         try:
             decoded = decode_request(parse_otlp_json(body)) if media == JSON else decode_protobuf(body)
+        except RecursionError:
+            stats.requests_bad += 1
+            return _status_response(400, _INVALID_ARGUMENT, "body is not OTLP: nesting too deep", media)
         except OtlpJsonError as exc:
             stats.requests_bad += 1
             return _status_response(400, _INVALID_ARGUMENT, str(exc), media)
@@ -182,8 +224,13 @@ def create_otlp_http_app(
                 )
             try:
                 await asyncio.wrap_future(future)
-            except Exception as exc:
-                return _status_response(500, _INTERNAL, f"could not store spans: {exc}", media)
+            except SpansRejected as exc:
+                stats.spans_rejected += decoded.count
+                decoded = decoded.all_rejected(str(exc))
+            except StorageUnavailable as exc:
+                return _status_response(
+                    503, _UNAVAILABLE, str(exc), media, headers={"Retry-After": str(RETRY_AFTER_S)}
+                )
         return _export_response(decoded, media)
 
     async def healthz(request: Request) -> Response:

@@ -60,12 +60,15 @@ def parse_otlp_json(body: bytes) -> ExportTraceServiceRequest:
     """Parse an OTLP/JSON ``ExportTraceServiceRequest`` body.
 
     Raises :class:`OtlpJsonError` with a message fit for a 400 response when the body is not
-    UTF-8 JSON, not an object, has a non-hex id, or does not match the OTLP message shape.
+    UTF-8 JSON, is nested deeper than Python's recursion limit ("nesting too deep"), is not an
+    object, has a non-hex id, or does not match the OTLP message shape.
     """
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise OtlpJsonError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise OtlpJsonError("body is not OTLP/JSON: nesting too deep") from None
     if not isinstance(doc, dict):
         raise OtlpJsonError("body must be a JSON object (ExportTraceServiceRequest)")
     for r_i, rs in enumerate(_list(doc, "resourceSpans", "resource_spans")):
@@ -88,4 +91,6 @@ def parse_otlp_json(body: bytes) -> ExportTraceServiceRequest:
         json_format.ParseDict(doc, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError) as exc:
         raise OtlpJsonError(f"body is not an OTLP ExportTraceServiceRequest: {exc}") from None
+    except RecursionError:  # e.g. kvlists nested deeper than protobuf's recursion limit
+        raise OtlpJsonError("body is not OTLP/JSON: nesting too deep") from None
     return request

@@ -116,8 +116,65 @@ CREATE TABLE IF NOT EXISTS tracehound_schema (
 """
 
 
-class SchemaTooNewError(RuntimeError):
+class SchemaError(RuntimeError):
+    """The database cannot be used by this tracehound (the message says why and what to do)."""
+
+
+class SchemaTooNewError(SchemaError):
     """The database was written by a newer tracehound; this version cannot read it safely."""
+
+
+class ForeignTableError(SchemaError):
+    """The database holds an ``otel_traces`` table that tracehound did not create (other columns)."""
+
+
+def stored_version(con, component: str) -> int:
+    """``component``'s schema version recorded in the database (0 if none). Reads only."""
+    # fetchall, not fetchone: DuckDB 2 keeps a half-read result open and then refuses con.register()
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'tracehound_schema'"
+    ).fetchall()[0][0]
+    if not exists:
+        return 0
+    rows = con.execute("SELECT version FROM tracehound_schema WHERE component = ?", [component]).fetchall()
+    return rows[0][0] if rows else 0
+
+
+def check_version(con, component: str, target_version: int) -> int:
+    """Refuse a database whose ``component`` schema is newer than ``target_version``. Reads only.
+
+    Returns the stored version (0 for none); raises :class:`SchemaTooNewError` (same message as
+    :func:`check_and_migrate`), so read-only opens refuse a newer database too.
+    """
+    found = stored_version(con, component)
+    if found > target_version:
+        raise SchemaTooNewError(
+            f"this database's {component!r} schema is version {found}, but this tracehound only "
+            f"knows up to version {target_version}: upgrade tracehound (pip install -U tracehound) "
+            f"or point --db at another file"
+        )
+    return found
+
+
+def refuse_foreign_otel_traces(con) -> None:
+    """Before a version-0 migration: refuse an existing ``otel_traces`` with other columns.
+
+    Adopting it would stamp it as ours and make every insert fail. A table with exactly our
+    columns (in order) is adopted. Raises :class:`ForeignTableError`.
+    """
+    columns = tuple(
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'otel_traces' "
+            "ORDER BY ordinal_position"
+        ).fetchall()
+    )
+    if columns and columns != OTEL_TRACES_COLUMNS:
+        shown = ", ".join(columns[:6]) + (", ..." if len(columns) > 6 else "")
+        raise ForeignTableError(
+            f"this database already has an otel_traces table that tracehound did not create "
+            f"(columns {shown}): point --db at another file, or rename that table"
+        )
 
 
 def check_and_migrate(con, component: str, target_version: int, migrations: dict) -> int:
@@ -130,14 +187,7 @@ def check_and_migrate(con, component: str, target_version: int, migrations: dict
     Raises :class:`SchemaTooNewError` if the stored version is newer than ``target_version``.
     """
     con.execute(SCHEMA_TABLE_DDL)
-    row = con.execute("SELECT version FROM tracehound_schema WHERE component = ?", [component]).fetchone()
-    found = row[0] if row else 0
-    if found > target_version:
-        raise SchemaTooNewError(
-            f"this database's {component!r} schema is version {found}, but this tracehound only "
-            f"knows up to version {target_version}: upgrade tracehound (pip install -U tracehound) "
-            f"or point --db at another file"
-        )
+    found = check_version(con, component, target_version)
     if found == target_version:
         return found
     con.execute("BEGIN TRANSACTION")

@@ -15,6 +15,8 @@ from .schema import (
     STORE_MIGRATIONS,
     STORE_SCHEMA_VERSION,
     check_and_migrate,
+    check_version,
+    refuse_foreign_otel_traces,
 )
 
 CHECKPOINT_THRESHOLD = "256MB"
@@ -23,27 +25,47 @@ CHECKPOINT_THRESHOLD = "256MB"
 def open_database(path: str | os.PathLike, read_only: bool = False):
     """Open (creating if needed) a tracehound DuckDB file and migrate every component's tables.
 
-    Returns a ``duckdb.DuckDBPyConnection``. Use ``con.cursor()`` per thread.
+    Returns a ``duckdb.DuckDBPyConnection``. Use ``con.cursor()`` per thread. ``read_only`` opens
+    change nothing but still check the versions.
     Raises :class:`tracehound.collector.schema.SchemaTooNewError` for a database from a newer
-    tracehound, and ``duckdb.IOException`` if another process holds the file.
+    tracehound (read-only too), :class:`~tracehound.collector.schema.ForeignTableError` for a
+    database with an ``otel_traces`` table of other columns that tracehound never stamped, and
+    ``duckdb.IOException`` if another process holds the file. The connection is closed on error.
     """
     import duckdb
 
     con = duckdb.connect(str(path), read_only=read_only)
-    if not read_only:
-        # Checkpoint (compress and write row groups) at the latest every 256 MB of WAL instead of
-        # DuckDB's 16 MB: the span writer checkpoints itself each time a row group fills (about
-        # 50 MB of WAL for typical spans, see collector/writer.py), which leaves no free blocks;
-        # this is only the bound for unusually large spans. A crash replays at most 256 MB of WAL.
-        con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
-        check_and_migrate(con, STORE_COMPONENT, STORE_SCHEMA_VERSION, STORE_MIGRATIONS)
-        try:
-            from tracehound.analyzer.schema import ensure_analyzer_schema
-        except ImportError:  # analyzer not installed: the store alone still works
-            pass
-        else:
-            ensure_analyzer_schema(con)
+    try:
+        _check_or_migrate(con, read_only)
+    except BaseException:
+        con.close()
+        raise
     return con
+
+
+def _check_or_migrate(con, read_only: bool) -> None:
+    if read_only:
+        check_version(con, STORE_COMPONENT, STORE_SCHEMA_VERSION)
+        try:
+            from tracehound.analyzer.schema import ANALYZER_COMPONENT, ANALYZER_SCHEMA_VERSION
+        except ImportError:
+            return
+        check_version(con, ANALYZER_COMPONENT, ANALYZER_SCHEMA_VERSION)
+        return
+    # Checkpoint (compress and write row groups) at the latest every 256 MB of WAL instead of
+    # DuckDB's 16 MB: the span writer checkpoints itself each time a row group fills (about
+    # 50 MB of WAL for typical spans, see collector/writer.py), which leaves no free blocks;
+    # this is only the bound for unusually large spans. A crash replays at most 256 MB of WAL.
+    con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+    if check_version(con, STORE_COMPONENT, STORE_SCHEMA_VERSION) == 0:
+        refuse_foreign_otel_traces(con)
+    check_and_migrate(con, STORE_COMPONENT, STORE_SCHEMA_VERSION, STORE_MIGRATIONS)
+    try:
+        from tracehound.analyzer.schema import ensure_analyzer_schema
+    except ImportError:  # analyzer not installed: the store alone still works
+        pass
+    else:
+        ensure_analyzer_schema(con)
 
 
 _DEFAULTS = {

@@ -6,7 +6,14 @@ Receivers call :meth:`SpanWriter.submit` with a :class:`~.decode.DecodedBatch` a
 takes every batch waiting at that moment, inserts them with one ``INSERT ... SELECT`` over the
 concatenated Arrow tables, and commits once (group commit): many concurrent requests cost one
 commit. If that insert fails, each batch is retried on its own, so one bad request cannot fail
-the others.
+the others; a batch whose own retry fails too completes its Future with
+
+* :class:`SpansRejected` when DuckDB refuses the spans themselves (a conversion, constraint or
+  invalid-input error, or Arrow refusing the columns): retrying cannot help, so the receivers
+  report the request's spans in ``partial_success.rejected_spans`` with the message;
+* :class:`StorageUnavailable` for every other failure (I/O error, out of memory, transaction
+  conflict, ...), which may be transient: the receivers answer 503 + ``Retry-After`` / gRPC
+  ``UNAVAILABLE`` with ``RetryInfo``, which OTLP exporters retry (they do not retry 500).
 
 Checkpoints: the writer runs ``CHECKPOINT`` itself each time ``otel_traces`` crosses a multiple of
 :data:`ROW_GROUP_ROWS` rows (after answering the requests of that commit; a group commit ends with
@@ -31,7 +38,36 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import duckdb
+import pyarrow as pa
+
 from .decode import INSERT_SQL, DecodedBatch, combine
+
+#: DuckDB / Arrow errors caused by the spans themselves: retrying the same batch cannot succeed.
+DATA_ERRORS = (
+    duckdb.ConstraintException,
+    duckdb.ConversionException,
+    duckdb.InvalidInputException,
+    duckdb.OutOfRangeException,
+    duckdb.TypeMismatchException,
+    duckdb.InvalidTypeException,
+    pa.ArrowException,
+)
+
+
+class SpansRejected(Exception):
+    """DuckDB refused this request's own spans (even inserted alone): report them as rejected."""
+
+
+class StorageUnavailable(Exception):
+    """The insert failed for a reason that may pass (I/O, memory, conflict): ask to retry later."""
+
+
+def _classify(exc: Exception) -> Exception:
+    if isinstance(exc, DATA_ERRORS):
+        return SpansRejected(f"the database refused these spans: {str(exc).splitlines()[0]}")
+    return StorageUnavailable(f"could not store spans now ({type(exc).__name__}): retry later")
+
 
 #: DuckDB's row group size (rows): the writer checkpoints when ``otel_traces`` crosses a multiple.
 ROW_GROUP_ROWS = 122_880
@@ -47,6 +83,7 @@ class IngestStats:
     spans_committed: int = 0
     requests_refused_busy: int = 0
     requests_bad: int = 0
+    storage_errors: int = 0
     commits: int = 0
     commit_ns_total: int = 0
     checkpoints: int = 0
@@ -89,7 +126,7 @@ class SpanWriter:
         """Queue ``batch`` (its storable spans, ``batch.count`` > 0) for commit.
 
         Returns a Future resolved with the number of rows once they are committed (or failed with
-        the DuckDB error), or ``None`` when the queue is full or the writer is stopping: the caller
+        :class:`SpansRejected` or :class:`StorageUnavailable`), or ``None`` when the queue is full or the writer is stopping: the caller
         must then tell its client to retry later.
         """
         n = batch.count
@@ -126,17 +163,14 @@ class SpanWriter:
             try:
                 self._insert([b for b, _ in batch])
                 results = [None] * len(batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    results = [exc]
-                else:  # retry one by one: only the culprit fails
-                    results = []
-                    for b, _ in batch:
-                        try:
-                            self._insert([b])
-                            results.append(None)
-                        except Exception as exc2:
-                            results.append(exc2)
+            except Exception:  # retry one by one: only the culprit fails (a lone batch: once more)
+                results = []
+                for b, _ in batch:
+                    try:
+                        self._insert([b])
+                        results.append(None)
+                    except Exception as exc:
+                        results.append(_classify(exc))
             with self._cv:
                 self._pending_spans -= n
             stats = self.stats
@@ -149,6 +183,7 @@ class SpanWriter:
                     self._rows += b.count
                     future.set_result(b.count)
                 else:
+                    stats.storage_errors += 1
                     future.set_exception(error)
             if self._rows // ROW_GROUP_ROWS != before // ROW_GROUP_ROWS:
                 self._checkpoint()

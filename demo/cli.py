@@ -68,6 +68,9 @@ def demo(db, host, port, otlp_http_port, otlp_grpc_port, duration, exit_after, d
     """
     import time
 
+    from tracehound._deps import DEMO_MODULES, SERVER_MODULES, require_extra
+
+    require_extra("demo", "server,demo", SERVER_MODULES + DEMO_MODULES)
     from tracehound.settings import ServerSettings
 
     from .load import drive

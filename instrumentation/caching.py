@@ -34,6 +34,7 @@ import sys
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from .codeloc import code_attributes
 from .config import cache_key_mode
 
 _CURRENT: contextvars.ContextVar[object | None] = contextvars.ContextVar("tracehound_cache_op", default=None)
@@ -42,8 +43,12 @@ _DECORATED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("traceh
 _INTERNAL = object()
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
-_TOKEN = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9+/_=-]*[0-9])[A-Za-z0-9+/_=-]{16,}")
-_NUMBER = re.compile(r"\d+")
+# an opaque token: 16+ chars with at least 4 digits; no "/" so URL paths are not swallowed
+_TOKEN = re.compile(r"(?<![A-Za-z0-9])(?=(?:[A-Za-z+_=-]*[0-9]){4})[A-Za-z0-9+_=-]{16,}")
+_NUMBER = re.compile(r"(?<![A-Za-z0-9])\d+(?![A-Za-z0-9])")
+_SEPARATORS = re.compile(r"([:/|#,;]+)")
+_PLACEHOLDER = r"\{(?:n|uuid|hash|s|v)\}"
+_IDENTIFIER = re.compile(rf"(?:[a-z_.-]|{_PLACEHOLDER})+|(?:[A-Z_.-]|{_PLACEHOLDER})+")
 _MODE = cache_key_mode()
 _log = logging.getLogger("tracehound.instrumentation")
 _READS = {"get", "get_many", "has"}
@@ -53,19 +58,54 @@ _tracer = None
 
 
 def normalise_key(key) -> str:
-    """Cache key without user data: UUIDs → ``{uuid}``, long opaque tokens (16+ chars with a
-    digit) → ``{hash}``, numbers → ``{n}``; ``TRACEHOUND_CACHE_KEYS=hash`` hashes the result.
+    """Cache key without user data (the ``cache.key`` attribute).
+
+    The key is cut into segments at ``:``, ``/``, ``|``, ``#``, ``,`` and ``;``. UUIDs become
+    ``{uuid}``, long opaque tokens (16+ characters, at least 4 digits) ``{hash}``, digit runs that stand
+    alone or next to ``-``/``_``/``.`` ``{n}``. A segment is then kept only when it looks like a
+    fixed identifier: lowercase words (``a-z``, ``_``, ``-``, ``.``) or an UPPER_CASE constant,
+    possibly with those placeholders, at most 64 characters. Anything else (``@``, ``%``,
+    spaces, capitalised or mixed-case words, digits glued to letters) becomes ``{s}``. After
+    ``?`` (and in any ``name=value`` segment) every value becomes ``{v}``; parameter names are
+    judged like segments. Already normalised keys come back unchanged.
+    ``TRACEHOUND_CACHE_KEYS=hash`` hashes the result.
+
+    Limitation: a lowercase word (``user:alice``) cannot be told from a fixed word
+    (``home:featured``) and is kept; applications keying by user name should use
+    ``TRACEHOUND_CACHE_KEYS=hash``.
 
     >>> normalise_key("book:42:author")
     'book:{n}:author'
+    >>> normalise_key("user:alice@example.com:profile")
+    'user:{s}:profile'
     """
     text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
     text = _UUID.sub("{uuid}", text)
     text = _TOKEN.sub("{hash}", text)
-    text = _NUMBER.sub("{n}", text)
+    path, mark, query = text.partition("?")
+    parts = _SEPARATORS.split(path)
+    out = [part if i % 2 else _segment(part) for i, part in enumerate(parts)]
+    if mark:
+        pairs = (pair.partition("=") for pair in query.split("&"))
+        out.append("?" + "&".join(_segment(k) + (eq and "={v}") for k, eq, _v in pairs))
+    text = "".join(out)
     if _MODE == "hash":
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
     return text
+
+
+def _segment(segment: str) -> str:
+    """One key segment kept as a fixed identifier, or ``{s}`` / ``name={v}`` (see
+    :func:`normalise_key`)."""
+    if not segment:
+        return segment
+    name, eq, _value = segment.partition("=")
+    if eq:
+        return _segment(name) + "={v}"
+    segment = _NUMBER.sub("{n}", segment)
+    if len(segment) <= 64 and _IDENTIFIER.fullmatch(segment):
+        return segment
+    return "{s}"
 
 
 def _size(value) -> int | None:
@@ -210,16 +250,11 @@ def _wrap_cached(method):
             code = getattr(f, "__code__", None)
             info = {"tracehound.cache.decorator": "cached"}
             if code is not None:
-                function = getattr(code, "co_qualname", code.co_name)
+                qualname = getattr(code, "co_qualname", code.co_name)
                 info.update(
-                    {
-                        "code.filepath": code.co_filename,
-                        "code.lineno": code.co_firstlineno,
-                        "code.function": function,
-                        "code.file.path": code.co_filename,
-                        "code.line.number": code.co_firstlineno,
-                        "code.function.name": function,
-                    }
+                    code_attributes(
+                        code.co_filename, code.co_firstlineno, qualname, getattr(f, "__module__", None)
+                    )
                 )
 
             @functools.wraps(decorated)

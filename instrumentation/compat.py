@@ -45,6 +45,9 @@ class InstrumentationStatus:
     state: str
 
     def describe_refusal(self) -> str:
+        """One line: which instrumentation requires which library range, and what is installed
+        (e.g. "opentelemetry-instrumentation-sqlalchemy 0.66b1 requires sqlalchemy<2.1, but
+        sqlalchemy 2.1.9 is installed")."""
         return (
             f"{self.distribution} {self.version} requires {self.required}, "
             f"but {self.library} {self.library_version} is installed"

@@ -2,7 +2,9 @@
 
 =============================  ===========================================================
 ``TRACEHOUND_CODE_INCLUDE``    path prefixes (``os.pathsep`` or comma separated) whose frames
-                               count as application code. When set, ONLY those frames count.
+                               count as application code. When set, ONLY those frames count;
+                               the longest matching include/exclude prefix decides, so a
+                               venv's site-packages inside an included folder stays excluded.
 ``TRACEHOUND_CODE_EXCLUDE``    path prefixes never counted as application code, on top of the
                                defaults (standard library, site-packages, tracehound,
                                SQLAlchemy, Flask, Werkzeug, OpenTelemetry).
@@ -10,8 +12,9 @@
                                per process (hashes compare within one process, which is all the
                                analyzer needs: it compares queries of one trace).
 ``TRACEHOUND_CACHE_KEYS``      ``normalise`` (default: numbers, UUIDs and long opaque tokens
-                               become ``{n}``, ``{uuid}``, ``{hash}``) or ``hash`` (the
-                               normalised key is hashed too, for keys that embed names/emails).
+                               become ``{n}``, ``{uuid}``, ``{hash}``, free-text segments
+                               ``{s}``, query values ``{v}``) or ``hash`` (the normalised key is
+                               hashed too, for keys that embed lowercase user names).
 =============================  ===========================================================
 """
 

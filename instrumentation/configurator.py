@@ -42,4 +42,5 @@ class TracehoundConfigurator(_OTelSDKConfigurator):
         provider = trace.get_tracer_provider()
         if hasattr(provider, "shutdown"):
             lifecycle.install_sigterm_flush(provider)
+            lifecycle.install_exit_flush(provider)
         lifecycle.install_reloader_guard()

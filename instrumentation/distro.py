@@ -47,6 +47,7 @@ class _ForcedRefusalFilter(logging.Filter):
     (the start-up hook instruments them; ``tracehound doctor`` reports it)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """False (record dropped) for upstream's refusal line of a library in ``FORCED``."""
         from .compat import FORCED
 
         message = record.getMessage()

@@ -47,11 +47,88 @@ def effective_env(environ=None) -> dict:
     return env
 
 
+# As opentelemetry.sdk._configuration maps them: any other OTEL_EXPORTER_OTLP_PROTOCOL makes
+# the SDK raise "Unsupported OTLP protocol" at start-up (no spans at all).
+SDK_PROTOCOLS = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+OTLP_EXPORTERS = {"otlp", "otlp_proto_grpc", "otlp_proto_http"}
+
+# One "To fix" per HTTP status of the probe (an empty OTLP/HTTP export request).
+HTTP_FIXES = {
+    401: 'set OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer <token>" with the token the server '
+    "was started with (tracehound serve --ingest-token / TRACEHOUND_INGEST_TOKEN)",
+    403: 'set OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer <token>" with the token the server '
+    "was started with (tracehound serve --ingest-token / TRACEHOUND_INGEST_TOKEN)",
+    404: "wrong path: set OTEL_EXPORTER_OTLP_ENDPOINT to the server's base URL (http://HOST:4318, "
+    "without /v1/traces), or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to the full http://HOST:4318/v1/traces",
+    405: "this URL does not take OTLP exports (is it the API/UI port?): point OTEL_EXPORTER_OTLP_ENDPOINT "
+    "at the server's OTLP/HTTP port (4318 by default)",
+    415: "the endpoint refuses protobuf: use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf against "
+    "the server's OTLP/HTTP port (4318 by default)",
+}
+
+
+def otlp_headers(env: dict) -> dict[str, str]:
+    """Headers the OTLP span exporter sends: ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` if set, else
+    ``OTEL_EXPORTER_OTLP_HEADERS`` (``key=value,...``, URL-encoded values), as the SDK reads them."""
+    from opentelemetry.util.re import parse_env_headers
+
+    raw = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS") or ""
+    return parse_env_headers(raw, liberal=True)
+
+
+def span_exporters(env: dict) -> tuple[list[str], list[tuple[str, str]]]:
+    """Entry-point names the SDK will load from ``OTEL_TRACES_EXPORTER`` (``otlp`` mapped by
+    protocol exactly as the SDK does, default ``grpc``), and the problems found as
+    (what, what to do) pairs: SDK disabled, unsupported protocol, no OTLP exporter."""
+    problems = []
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        problems.append(
+            (
+                "OTEL_SDK_DISABLED=true: the SDK records and exports nothing",
+                "unset OTEL_SDK_DISABLED (or set it to false)",
+            )
+        )
+    raw = env.get("OTEL_TRACES_EXPORTER", "").strip()
+    names = [] if not raw or raw.lower() == "none" else [n.strip() for n in raw.split(",") if n.strip()]
+    protocol = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or ""
+    ).strip()
+    resolved = []
+    for name in names:
+        if name == "otlp":
+            if protocol and protocol not in SDK_PROTOCOLS:
+                problems.append(
+                    (
+                        f"OTLP protocol {protocol!r} is not supported by the Python SDK: start-up fails "
+                        "with 'Unsupported OTLP protocol' and no span is recorded",
+                        "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (tracehound's default) or unset it",
+                    )
+                )
+                continue
+            name = SDK_PROTOCOLS[protocol or "grpc"]
+        resolved.append(name)
+    if not any(name in OTLP_EXPORTERS for name in names):
+        problems.append(
+            (
+                f"OTEL_TRACES_EXPORTER={raw or 'none'}: no span is sent to tracehound "
+                + ("(console prints them to stdout)" if "console" in resolved else "(no OTLP exporter)"),
+                "unset OTEL_TRACES_EXPORTER (tracehound's default is otlp) or set it to otlp",
+            )
+        )
+    return resolved, problems
+
+
 def export_target(env: dict) -> tuple[str, str]:
-    """``(protocol, traces_url)`` the OTLP span exporter will use."""
+    """``(protocol, traces_url)`` the OTLP span exporter will use (protocol as configured,
+    default ``grpc`` as in the SDK; ``otlp_proto_http``/``otlp_proto_grpc`` exporters fix it)."""
     protocol = (
         env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
-    )
+    ).strip()
+    exporters = {n.strip() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",")}
+    if "otlp" not in exporters and "otlp_proto_http" in exporters:
+        protocol = "http/protobuf"
+    elif "otlp" not in exporters and "otlp_proto_grpc" in exporters:
+        protocol = "grpc"
     if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         return protocol, env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
     base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -61,30 +138,41 @@ def export_target(env: dict) -> tuple[str, str]:
     return protocol, base or "http://localhost:4317"
 
 
-def probe(protocol: str, url: str, timeout_s: float = 2.0) -> tuple[bool, str]:
-    """Does the endpoint answer? http: POST an empty export request; grpc: TCP connect."""
+def probe(
+    protocol: str, url: str, timeout_s: float = 2.0, headers: dict | None = None
+) -> tuple[bool, str, str | None]:
+    """Does the endpoint take spans? ``(ok, what it did, what to do or None)``.
+
+    http: POST an empty protobuf export request with the configured ``headers`` (a 2xx is
+    fine; each 4xx gets its own fix from :data:`HTTP_FIXES`); grpc: a TCP connect only."""
     if protocol.startswith("http"):
-        content_type = "application/json" if protocol == "http/json" else "application/x-protobuf"
-        body = b"{}" if protocol == "http/json" else b""
         request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": content_type}
+            url,
+            data=b"",
+            method="POST",
+            headers={**(headers or {}), "Content-Type": "application/x-protobuf"},
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                return True, f"answers (HTTP {response.status} to an empty export)"
+                return True, f"answers (HTTP {response.status} to an empty export)", None
         except urllib.error.HTTPError as exc:
-            return exc.code < 500, f"answers with HTTP {exc.code}"
+            if exc.code >= 500:
+                return False, f"answers with HTTP {exc.code}", "the server failed: read its log"
+            fix = HTTP_FIXES.get(
+                exc.code, "check that the URL is a tracehound (OTLP/HTTP) server's /v1/traces"
+            )
+            return False, f"answers with HTTP {exc.code} to an empty export", fix
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            return False, f"does NOT answer ({reason})"
+            return False, f"does NOT answer ({reason})", None
     parsed = urllib.parse.urlparse(url if "//" in url else "//" + url)
     try:
         socket.create_connection(
             (parsed.hostname or "localhost", parsed.port or 4317), timeout=timeout_s
         ).close()
-        return True, "accepts TCP connections"
+        return True, "accepts TCP connections", None
     except OSError as exc:
-        return False, f"does NOT answer ({exc})"
+        return False, f"does NOT answer ({exc})", None
 
 
 def diagnose(environ=None, check_endpoint: bool = True) -> Report:
@@ -149,23 +237,32 @@ def diagnose(environ=None, check_endpoint: bool = True) -> Report:
         f"Export: traces -> {url} ({protocol}); traces exporter {env.get('OTEL_TRACES_EXPORTER')}, "
         f"metrics {env.get('OTEL_METRICS_EXPORTER')}, logs {env.get('OTEL_LOGS_EXPORTER')}"
     )
+    exporters, exporter_problems = span_exporters(env)
+    for item in exporter_problems:
+        problem(item)
     exporter_names = {ep.name for ep in entry_points(group="opentelemetry_traces_exporter")}
-    wanted = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http", "http/json": "otlp_json_http"}
-    if env.get("OTEL_TRACES_EXPORTER") == "otlp" and wanted.get(protocol, protocol) not in exporter_names:
+    missing = [name for name in exporters if name not in exporter_names]
+    if missing:
         problem(
             (
-                f"no span exporter for protocol {protocol} is installed",
-                "unset OTEL_EXPORTER_OTLP_PROTOCOL (tracehound uses http/protobuf) or install its exporter",
+                f"span exporter(s) {', '.join(missing)} not installed (the SDK fails at start-up)",
+                "unset OTEL_EXPORTER_OTLP_PROTOCOL and OTEL_TRACES_EXPORTER (tracehound uses otlp over "
+                "http/protobuf) or install the exporter package",
             )
         )
+    headers = otlp_headers(env)
     if check_endpoint:
-        ok, what = probe(protocol, url)
-        add(f"  endpoint {what}")
+        ok, what, fix = probe(protocol, url, headers=headers)
+        sent = f" (sent headers: {', '.join(sorted(headers))})" if headers else ""
+        add(f"  endpoint {what}{sent}")
         if not ok:
             problem(
                 (
-                    f"the trace endpoint {url} does not answer",
-                    "start the server with 'tracehound serve', or point OTEL_EXPORTER_OTLP_ENDPOINT at it",
+                    f"the trace endpoint {url} does not answer"
+                    if fix is None
+                    else f"the trace endpoint {url} {what}",
+                    fix
+                    or "start the server with 'tracehound serve', or point OTEL_EXPORTER_OTLP_ENDPOINT at it",
                 )
             )
     add("")

@@ -107,6 +107,7 @@ def post_instrument() -> None:
             if hasattr(provider, "add_span_processor"):
                 provider.add_span_processor(CodeLocationProcessor())
                 lifecycle.install_sigterm_flush(provider)
+                lifecycle.install_exit_flush(provider)
             lifecycle.install_reloader_guard()
         _warn_foreign_distro()
     except Exception:  # noqa: BLE001 - tracing must never break the app

@@ -129,12 +129,17 @@ def server_span(spans: list[dict], route: str) -> dict:
 
 
 def code_location(span: dict) -> tuple:
-    """``(filepath, lineno, function)`` under the old names, checked equal to the new names."""
+    """``(filepath, lineno, qualified function)`` checked equal under the old and the new names:
+    ``code.function.name`` == ``code.namespace`` + "." + ``code.function`` (bare name)."""
     a = span["attrs"]
-    old = (a.get("code.filepath"), a.get("code.lineno"), a.get("code.function"))
-    new = (a.get("code.file.path"), a.get("code.line.number"), a.get("code.function.name"))
+    old = (a.get("code.filepath"), a.get("code.lineno"))
+    new = (a.get("code.file.path"), a.get("code.line.number"))
     assert old == new, (old, new)
-    return old
+    function, namespace = a.get("code.function"), a.get("code.namespace")
+    assert function and "." not in function, a
+    qualified = f"{namespace}.{function}" if namespace else function
+    assert a.get("code.function.name") == qualified, a
+    return (*old, qualified)
 
 
 class _Server:
@@ -161,27 +166,61 @@ def trace_server(tmp_path: Path, *extra_args: str):
         yield _Server(server)
 
 
-def cached_venv(name: str, *requirements: str) -> Path:
-    """A venv (``--system-site-packages``) under ``.test-venvs/`` holding ``requirements`` plus an
-    editable tracehound and the ``opentelemetry-instrument`` launcher; reused while the
-    requirements stay the same (a marker file records them). Returns its ``bin`` directory."""
+def venv_cache_dir() -> Path:
+    """Where :func:`cached_venv` keeps its venvs: ``TRACEHOUND_TEST_VENVS`` or, outside the
+    repository, ``$TMPDIR/tracehound-test-venvs-<hash of pyproject.toml, this checkout and its
+    venv>`` (one cache per worktree and dependency set)."""
     import hashlib
+    import tempfile
+
+    configured = os.environ.get("TRACEHOUND_TEST_VENVS")
+    if configured:
+        return Path(configured)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    digest.update(f"{ROOT}\0{sys.prefix}".encode())
+    return Path(tempfile.gettempdir()) / f"tracehound-test-venvs-{digest.hexdigest()[:12]}"
+
+
+def cached_venv(name: str, *requirements: str) -> Path:
+    """A venv (``--system-site-packages``) holding ``requirements`` and the
+    ``opentelemetry-instrument`` launcher, under :func:`venv_cache_dir` (never inside the
+    repository); reused while the requirements stay the same (a marker file records them).
+    Returns its ``bin`` directory.
+
+    tracehound is NOT pip-installed into it (an editable install would rewrite the checkout's
+    ``tracehound.egg-info``): a ``.pth`` file adds the test interpreter's site-packages (which
+    holds the editable tracehound and its entry points) after the venv's own packages, so the
+    venv's ``requirements`` win and the code under test is always the checkout's current code.
+    A ``bin/tracehound`` script is written for the venv's interpreter."""
+    import hashlib
+    import sysconfig
 
     key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:10]
-    home = Path(os.environ.get("TRACEHOUND_TEST_VENVS", ROOT / ".test-venvs")) / f"{name}-{key}"
+    home = venv_cache_dir() / f"{name}-{key}"
     bin_dir = home / "bin"
     marker = home / "tracehound-ready"
     if marker.exists():
         return bin_dir
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", "--system-site-packages", "--clear", str(home)], check=True)
-    pip = [str(bin_dir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    python = str(bin_dir / "python")
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, *requirements], check=True)
     # --ignore-installed: the launcher script must be this venv's, not the base interpreter's.
     subprocess.run(
         [*pip, "--no-deps", "--ignore-installed", "opentelemetry-instrumentation==0.66b1"], check=True
     )
-    subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True)
+    site_dir = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours = sysconfig.get_paths()["purelib"]
+    Path(site_dir, "tracehound-under-test.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    script = bin_dir / "tracehound"
+    script.write_text(f"#!{python}\nimport sys\nfrom tracehound.cli import main\nsys.exit(main())\n")
+    script.chmod(0o755)
     assert (bin_dir / "opentelemetry-instrument").exists()
     marker.write_text("\n".join(requirements))
     return bin_dir

@@ -129,7 +129,7 @@ def test_cli_table_json_and_errors(tmp_path):
     js = _cli("--db", str(path), "--json", "--since", "2024-05-07", cwd=tmp_path)
     assert js.returncode == 0, js.stderr
     [f] = json.loads(js.stdout)
-    assert f["occurrences"] == 2  # the finding; its occurrences over all stored traces
+    assert f["occurrences"] == 1 and f["total_occurrences"] == 2  # window-scoped, all-time total kept
     bad_date = _cli("--db", str(path), "--since", "last week", cwd=tmp_path)
     assert bad_date.returncode == 2 and "ISO-8601" in bad_date.stderr
     missing = _cli("--db", str(tmp_path / "nope.duckdb"), cwd=tmp_path)

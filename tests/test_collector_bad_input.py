@@ -1,8 +1,9 @@
 """Bad input to a real ``tracehound serve``: each gets a clear 4xx or a partial success with a
 message, the server goes on serving, and data stored before is intact.
 
-One server serves the whole module (DuckDB lets only one process open the file, so what a test
-expects to find stored is checked by the last test, after stopping the server).
+One server serves the whole module. DuckDB lets only one process open the file, so what a test
+expects to find stored (``server.expect``) is checked when the module's server fixture stops the
+server: any subset of the tests, in any order, checks exactly what it stored.
 """
 
 from __future__ import annotations
@@ -57,13 +58,24 @@ def _status(response: httpx.Response) -> status_pb2.Status:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """A running server; after the module's tests, stops it and checks every stored span."""
     with running_server(tmp_path_factory.mktemp("bad"), "--max-body-bytes", str(LIMIT)) as srv:
         srv.url = srv.otlp_http_endpoint + "/v1/traces"
         srv.good_ids = ["00000000000000a1", "00000000000000a2"]
-        srv.expect = {}  # span id -> check(row), run after the server stops
+        srv.expect = {}  # span id -> check(row), or None: must not be stored; run after stop
         r = httpx.post(srv.url, content=_request(*srv.good_ids).SerializeToString(), headers=PROTOBUF)
         assert r.status_code == 200
         yield srv
+        srv.stop()
+    rows = stored_spans(srv.db_path)
+    missing = [i for i in srv.good_ids if i not in rows]
+    assert not missing, f"good spans lost: {missing}"
+    for span_id, check in srv.expect.items():
+        if check is None:
+            assert span_id not in rows, span_id
+        else:
+            assert span_id in rows and check(rows[span_id]), f"stored span {span_id} not as expected"
+    assert len(rows) == len(srv.good_ids) + sum(c is not None for c in srv.expect.values())
 
 
 @pytest.fixture(autouse=True)
@@ -88,9 +100,11 @@ def test_truncated_protobuf_gets_400_with_status(server):
 
 
 def test_random_bytes_get_400(server):
+    bad_before = server.status()["requests_bad"]
     r = httpx.post(server.url, content=bytes([0xFF, 0xFF, 0xFF, 0x0F]) + os.urandom(64), headers=PROTOBUF)
     assert r.status_code == 400
     assert _status(r).code == 3  # INVALID_ARGUMENT
+    assert server.status()["requests_bad"] == bad_before + 1
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/grpc", ""])
@@ -148,6 +162,7 @@ def test_oversized_body_gets_413(server):
     )
     r = httpx.post(server.url, content=body.SerializeToString(), headers=PROTOBUF)
     assert r.status_code == 413 and "--max-body-bytes" in _status(r).message
+    assert _status(r).code == 8  # RESOURCE_EXHAUSTED
 
 
 def test_gzip_bomb_gets_413_without_inflating(server):
@@ -155,7 +170,7 @@ def test_gzip_bomb_gets_413_without_inflating(server):
     assert len(bomb) < MIB
     r = httpx.post(server.url, content=bomb, headers={**PROTOBUF, "Content-Encoding": "gzip"}, timeout=30)
     assert r.status_code == 413
-    assert "decompressed" in _status(r).message
+    assert "decompressed" in _status(r).message and _status(r).code == 8
 
 
 def test_invalid_utf8_in_protobuf_string_gets_400(server):
@@ -310,16 +325,101 @@ def test_get_on_traces_endpoint_is_405(server):
     assert httpx.get(server.url).status_code == 405
 
 
-def test_zz_after_all_bad_input_earlier_data_is_intact_and_stop_is_clean(server):
-    status = server.status()
-    assert status["requests_bad"] >= 10
-    server.stop()
-    rows = stored_spans(server.db_path)
-    missing = [i for i in server.good_ids if i not in rows]
-    assert not missing, f"good spans lost: {missing}"
-    for span_id, check in server.expect.items():
-        if check is None:
-            assert span_id not in rows, span_id
-        else:
-            assert span_id in rows and check(rows[span_id]), f"stored span {span_id} not as expected"
-    assert len(rows) == len(server.good_ids) + sum(c is not None for c in server.expect.values())
+def _far_future_request(prefix: str) -> ExportTraceServiceRequest:
+    """Three spans ``{prefix}01..03``: fine, start at 2**64-1 ns, an event at 2**64-1 ns."""
+    request = _request(f"{prefix}01", f"{prefix}02", f"{prefix}03")
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[0].events.add(time_unix_nano=1_700_000_000_000_000_500, name="in time")
+    spans[1].start_time_unix_nano = 2**64 - 1
+    spans[2].events.add(time_unix_nano=2**64 - 1, name="far future")
+    return request
+
+
+def _expect_far_future_outcome(server, prefix: str, response) -> None:
+    assert response.partial_success.rejected_spans == 2
+    assert "after year 2262" in response.partial_success.error_message
+    assert "an event time" in response.partial_success.error_message
+    server.expect[f"{prefix}01"] = lambda row: [e["name"] for e in row["events"]] == ["in time"]
+    server.expect[f"{prefix}02"] = None
+    server.expect[f"{prefix}03"] = None
+
+
+def test_times_past_2262_are_rejected_in_partial_success_over_http(server):
+    r = httpx.post(
+        server.url, content=_far_future_request("0000000000000b").SerializeToString(), headers=PROTOBUF
+    )
+    assert r.status_code == 200, r.content
+    _expect_far_future_outcome(server, "0000000000000b", ExportTraceServiceResponse.FromString(r.content))
+
+
+def test_times_past_2262_are_rejected_in_partial_success_over_grpc(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server.otlp_grpc_port}") as channel:
+        response = trace_service_pb2_grpc.TraceServiceStub(channel).Export(
+            _far_future_request("0000000000000c"), timeout=10
+        )
+    _expect_far_future_outcome(server, "0000000000000c", response)
+
+
+def test_parent_id_of_three_bytes_is_rejected_over_json_and_protobuf(server):
+    doc = {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "0102030405060708090a0b0c0d0e0f10",
+                                "spanId": "0000000000000d01",
+                                "parentSpanId": "abcdef",
+                                "name": "short parent",
+                            }
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    r = httpx.post(server.url, content=json.dumps(doc), headers=JSON)
+    assert r.status_code == 200, r.text
+    assert r.json()["partialSuccess"]["rejectedSpans"] == "1"
+    assert "parent_span_id 'abcdef'" in r.json()["partialSuccess"]["errorMessage"]
+    request = _request("0000000000000d02", "0000000000000d03")
+    request.resource_spans[0].scope_spans[0].spans[0].parent_span_id = bytes.fromhex("abcdef")
+    r = httpx.post(server.url, content=request.SerializeToString(), headers=PROTOBUF)
+    response = ExportTraceServiceResponse.FromString(r.content)
+    assert r.status_code == 200 and response.partial_success.rejected_spans == 1
+    server.expect["0000000000000d01"] = None
+    server.expect["0000000000000d02"] = None
+    server.expect["0000000000000d03"] = lambda row: row["ParentSpanId"] == ""
+
+
+@pytest.mark.parametrize("opener", [b"[", b'{"resourceSpans": '])
+def test_deeply_nested_json_gets_400_nesting_too_deep(server, opener):
+    r = httpx.post(server.url, content=opener * 5000, headers=JSON)
+    assert r.status_code == 400, r.text
+    assert "nesting too deep" in _status(r).message
+
+
+def test_gzip_of_several_members_is_read_whole(server):
+    body = _request("0000000000000e11", "0000000000000e12").SerializeToString()
+    half = len(body) // 2
+    two_members = gzip.compress(body[:half]) + gzip.compress(body[half:])
+    r = httpx.post(server.url, content=two_members, headers={**PROTOBUF, "Content-Encoding": "gzip"})
+    assert r.status_code == 200, r.content
+    assert not ExportTraceServiceResponse.FromString(r.content).HasField("partial_success")
+    server.expect["0000000000000e11"] = lambda row: row["SpanName"] == "op"
+    server.expect["0000000000000e12"] = lambda row: row["SpanName"] == "op"
+
+
+def test_gzip_with_trailing_garbage_gets_400(server):
+    body = gzip.compress(_request("0000000000000e21").SerializeToString()) + b"garbage"
+    r = httpx.post(server.url, content=body, headers={**PROTOBUF, "Content-Encoding": "gzip"})
+    assert r.status_code == 400
+    assert "trailing data" in _status(r).message
+    server.expect["0000000000000e21"] = None
+
+
+def test_gzip_members_together_over_the_limit_get_413(server):
+    member = gzip.compress(b"\0" * (LIMIT // 2 + 1))
+    r = httpx.post(server.url, content=member * 2, headers={**PROTOBUF, "Content-Encoding": "gzip"})
+    assert r.status_code == 413 and _status(r).code == 8

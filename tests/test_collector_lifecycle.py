@@ -113,7 +113,9 @@ def test_sigkill_mid_ingest_loses_nothing_acknowledged(tmp_path):
 def test_sigterm_flushes_everything_accepted_and_exits_0(tmp_path):
     with running_server(tmp_path) as server:
         sender = Sender(server.otlp_http_endpoint + "/v1/traces", threads=3, batch=300)
+        deadline = time.monotonic() + 60
         while len(sender.acked) < 600:
+            assert time.monotonic() < deadline, f"only {len(sender.acked)} spans acked in 60 s"
             time.sleep(0.02)
         code = server.stop()  # SIGTERM while requests are in flight
         sender.stop()
@@ -270,3 +272,52 @@ def test_newer_database_schema_is_refused_with_one_line(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "version 999" in lines[0] and "upgrade tracehound" in lines[0]
+
+
+def test_storage_failure_answers_retry_later_not_500(tmp_path):
+    """DuckDB out of memory (a 1 MB buffer pool) on a 2,000-span request is a storage failure that
+    may pass: 503 + Retry-After over HTTP, UNAVAILABLE + RetryInfo over gRPC (OTLP exporters retry
+    those, not 500), and the server goes on serving."""
+    from bench.spans import make_request as bench_request
+
+    env = {"TRACEHOUND_DUCKDB_MEMORY_LIMIT": "1MB"}
+    with running_server(tmp_path, "--no-analyzer", env=env) as server:
+        body = bench_request(2000, seed=1).SerializeToString()
+        r = httpx.post(server.otlp_http_endpoint + "/v1/traces", content=body, headers=PROTOBUF, timeout=30)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", r.content
+        status = status_pb2.Status.FromString(r.content)
+        assert status.code == 14 and "retry later" in status.message
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{server.otlp_grpc_port}") as channel,
+            pytest.raises(grpc.RpcError) as refused,
+        ):
+            trace_service_pb2_grpc.TraceServiceStub(channel).Export(bench_request(2000, seed=2), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        details = status_pb2.Status.FromString(
+            dict(refused.value.trailing_metadata())["grpc-status-details-bin"]
+        )
+        retry = error_details_pb2.RetryInfo()
+        assert details.details[0].Unpack(retry) and retry.retry_delay.seconds == 1
+        assert server.status()["storage_errors"] == 2
+        assert httpx.get(server.otlp_http_endpoint + "/healthz").status_code == 200
+
+
+def test_unresolvable_host_exits_1_naming_host(tmp_path):
+    result = _serve(tmp_path, "--host", "nosuchhost.invalid")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--host" in lines[0] and "nosuchhost.invalid" in lines[0], result.stderr
+    assert "--otlp-http-port" not in lines[0]
+
+
+def test_unrelated_otel_traces_table_is_refused_with_one_line(tmp_path):
+    import duckdb
+
+    db = tmp_path / "foreign.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE otel_traces (trace_id VARCHAR, payload JSON)")
+    con.close()
+    result = _serve(tmp_path, db=db)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "did not create" in lines[0] and str(db) in lines[0], result.stderr

@@ -90,3 +90,31 @@ def test_checkpoint_when_a_row_group_fills_leaves_no_free_blocks(tmp_path):
     free, used = con.execute("SELECT free_blocks, used_blocks FROM pragma_database_size()").fetchone()
     con.close()
     assert free == 0 and used > 0
+
+
+def test_bad_batch_among_good_ones_is_rejected_alone(tmp_path):
+    """Four requests share one group commit; DuckDB refuses one of them (a NULL TraceId breaks
+    NOT NULL): the group insert fails, each is retried alone, the three good ones are committed
+    and acknowledged, and the bad one fails with SpansRejected naming the cause."""
+    import pyarrow as pa
+    from tracehound.collector.writer import SpansRejected
+
+    db = tmp_path / "bad.duckdb"
+    con = open_database(db)
+    writer = SpanWriter(con, queue_max_spans=10_000)
+    batches = [decode_request(_request(f"svc{k}", f"scope{k}", 1 + k * 10_000, 2)) for k in range(4)]
+    bad = batches[2]
+    column = bad.spans.schema.get_field_index("TraceId")
+    bad.spans = bad.spans.set_column(column, "TraceId", pa.nulls(bad.spans.num_rows, pa.string()))
+    futures = [writer.submit(b) for b in batches]
+    writer.start()
+    assert [futures[k].result(timeout=30) for k in (0, 1, 3)] == [4, 4, 4]
+    with pytest.raises(SpansRejected, match="refused these spans.*NOT NULL"):
+        futures[2].result(timeout=30)
+    writer.stop()
+    assert writer.stats.spans_committed == 12 and writer.stats.storage_errors == 1
+    assert writer.pending_spans == 0
+    con.close()
+    rows = stored_spans(db).values()
+    assert sorted({r["ServiceName"].split("-")[0] for r in rows}) == ["svc0", "svc1", "svc3"]
+    assert len(rows) == 12

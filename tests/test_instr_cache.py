@@ -65,7 +65,7 @@ def _check_flask_caching(spans: list[dict], backend: str) -> None:
         assert a["cache.operation"] == span["name"].removeprefix("cache.")
         assert code_location(span)[0] == str(SHOP)
     get_, set_, _add, many, delete, memo_get, _memo_set, memo_hit = ops
-    assert code_location(get_)[1:] == (str(mark_line("cache_get")), "register.<locals>.cache_ops")
+    assert code_location(get_)[1:] == (str(mark_line("cache_get")), "shop.register.<locals>.cache_ops")
     assert code_location(set_)[1] == str(mark_line("cache_set"))
     assert code_location(many)[1] == str(mark_line("cache_get_many"))
     assert code_location(delete)[1] == str(mark_line("cache_delete"))

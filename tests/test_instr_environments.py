@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import free_port
 from tests.instr_support import (
     APP_DIR,
+    ROOT,
     SHOP,
     app_env,
     cached_venv,
@@ -47,8 +48,24 @@ def _run_books(tmp_path, bin_dir, **extra) -> tuple[list[dict], str]:
         return server.spans(min_count=15), proc.output[1]
 
 
+def _egg_info_state() -> dict:
+    egg = ROOT / "tracehound.egg-info"
+    return {p.name: p.stat().st_mtime_ns for p in egg.iterdir()} if egg.exists() else {}
+
+
 def test_sqlalchemy_20(tmp_path):
+    egg_before = _egg_info_state()
     bin_dir = cached_venv("sqlalchemy20", "sqlalchemy>=2.0,<2.1")
+    # the cache lives outside the checkout and leaves the checkout's egg-info alone
+    assert ROOT not in bin_dir.parents and not (ROOT / ".test-venvs").exists()
+    assert _egg_info_state() == egg_before
+    where = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import tracehound.instrumentation as m; print(m.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert where == str(ROOT / "instrumentation" / "__init__.py")  # the code under test, live
     version = subprocess.run(
         [str(bin_dir / "python"), "-c", "import sqlalchemy; print(sqlalchemy.__version__)"],
         capture_output=True,

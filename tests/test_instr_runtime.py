@@ -154,6 +154,58 @@ def test_server_down_one_warning_and_no_slowdown(tmp_path):
     assert sorted(latencies)[len(latencies) // 2] < 0.2
 
 
+LOAD_SCRIPT = """
+import sys, time
+from opentelemetry import trace
+tracer = trace.get_tracer("load")
+for i in range(3000):
+    with tracer.start_as_current_span(f"work {i % 10}"):
+        pass
+print("ready", flush=True)
+if sys.argv[1] == "sigterm":
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("ending", ["sigterm", "exit"])
+def test_server_down_bounded_shutdown_with_a_full_queue(tmp_path, ending):
+    """3,000 spans (more than the 2,048-span queue) and the DEFAULT exporter timeout (10 s),
+    server down: the process still ends within ~15 s, with one warning and one dropped total."""
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_SCRIPT)
+    env = app_env(f"http://127.0.0.1:{free_port()}")
+    env.pop("OTEL_BSP_SCHEDULE_DELAY")  # SDK defaults everywhere
+    proc = subprocess.Popen(
+        instrument("python", str(script), ending),
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        start = time.monotonic()
+        if ending == "sigterm":
+            time.sleep(1)
+            proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=40)
+        elapsed = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert elapsed < 15, (elapsed, err)
+    assert proc.returncode == (-signal.SIGTERM if ending == "sigterm" else 0), err
+    assert "Queue full" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    warnings = [line for line in lines if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "cannot export spans" in warnings[0], err
+    totals = [line for line in lines if "spans dropped in total" in line]
+    assert len(totals) == 1, err
+    assert " 3000 spans dropped in total" in totals[0], err
+    assert len(lines) == 2, err
+
+
 def _exporter_of_instrumented_python(env: dict) -> str:
     code = (
         "import os\n"
@@ -257,4 +309,4 @@ def test_outbound_http_client_spans(tmp_path):
         assert a["url.full"] == target
         assert a["server.address"] == "127.0.0.1"
         assert a["http.response.status_code"] == "200"
-        assert code_location(span) == (str(SHOP), str(mark_line(mark)), "register.<locals>.outbound")
+        assert code_location(span) == (str(SHOP), str(mark_line(mark)), "shop.register.<locals>.outbound")

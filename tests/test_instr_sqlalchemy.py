@@ -46,7 +46,12 @@ def _assert_books_trace(spans: list[dict], system: str) -> None:
     first, lazy = queries[0], queries[1:]
     assert first["attrs"].get("db.system", first["attrs"].get("db.system.name")) == system
     assert "tracehound.orm.lazy_load" not in first["attrs"]
-    assert code_location(first) == (str(SHOP), str(mark_line("books_query")), "register.<locals>.books")
+    assert code_location(first) == (str(SHOP), str(mark_line("books_query")), "shop.register.<locals>.books")
+    # older names: bare function + namespace; newer: fully qualified (module.qualname)
+    assert (first["attrs"]["code.function"], first["attrs"]["code.namespace"]) == (
+        "books",
+        "shop.register.<locals>",
+    )
     for span in lazy:
         a = span["attrs"]
         assert a["tracehound.orm.lazy_load"] == "true"
@@ -55,7 +60,7 @@ def _assert_books_trace(spans: list[dict], system: str) -> None:
         assert "th_author" in a.get("db.statement", a.get("db.query.text", ""))
         path, line, function = code_location(span)
         assert (path, line) == (str(SHOP), str(mark_line("lazy")))
-        assert function.startswith("register.<locals>.books")
+        assert function.startswith("shop.register.<locals>.books")
     hashes = [s["attrs"]["tracehound.db.params_hash"] for s in queries]
     assert all(len(h) == 16 for h in hashes)
     assert len(set(hashes[1:])) == 5  # N+1: same statement, different parameters
@@ -94,6 +99,7 @@ def test_sqlite_flask_run(tmp_path):
         cmd = instrument("flask", "--app", "shop", "run", "--no-reload", "--port", str(port))
         with running_app(cmd, env, APP_DIR, port) as proc:
             assert len(get(f"http://127.0.0.1:{port}/books")) == 5
+            assert get(f"http://127.0.0.1:{port}/authors") == get(f"http://127.0.0.1:{port}/authors/eager")
             get(f"http://127.0.0.1:{port}/books/3")
             assert get(f"http://127.0.0.1:{port}/raw") == [2, 3, 2]
             assert get(f"http://127.0.0.1:{port}/rename/2") == {"renamed": 2}  # raw text() UPDATE: no 500
@@ -104,6 +110,7 @@ def test_sqlite_flask_run(tmp_path):
         assert "nothing can be instrumented" not in proc.output[1]
         spans = server.spans(min_count=20)
     _assert_books_trace(spans, "sqlite")
+    _assert_author_loads(spans)
     _assert_repeat_trace(spans)
     # raw DB-API (no SQLAlchemy): the sqlite3 spans get the parameters hash and code location too
     raw = [s for s in children_of(spans, server_span(spans, "/raw")) if s["name"].startswith("SELECT")]
@@ -112,6 +119,32 @@ def test_sqlite_flask_run(tmp_path):
     assert hashes[0] == hashes[2] != hashes[1]
     assert all(code_location(s)[:2] == (str(SHOP), str(mark_line("raw"))) for s in raw)
     _assert_new_connections_marked(spans)
+
+
+def _assert_author_loads(spans):
+    """``Author.books`` lazy loads are collections (uselist=true); a ``selectinload`` is a
+    relationship load too, but eager: NOT marked lazy."""
+    lazy = _statements(children_of(spans, server_span(spans, "/authors")))
+    assert len(lazy) == 6, [s["name"] for s in lazy]  # 1 + 5 lazy loads
+    for span in lazy[1:]:
+        a = span["attrs"]
+        assert (
+            a["tracehound.orm.lazy_load"],
+            a["tracehound.orm.relationship"],
+            a["tracehound.orm.uselist"],
+        ) == (
+            "true",
+            "Author.books",
+            "true",
+        )
+        assert code_location(span)[:2] == (str(SHOP), str(mark_line("authors_lazy")))
+    assert not [k for k in lazy[0]["attrs"] if k.startswith("tracehound.orm.")]
+    eager = _statements(children_of(spans, server_span(spans, "/authors/eager")))
+    assert len(eager) == 2, [s["name"] for s in eager]  # authors + one SELECT ... IN for all books
+    assert "th_book" in eager[1]["attrs"].get("db.statement", eager[1]["attrs"].get("db.query.text", ""))
+    for span in eager:
+        assert not [k for k in span["attrs"] if k.startswith("tracehound.orm.")], span["attrs"]
+        assert code_location(span)[:2] == (str(SHOP), str(mark_line("authors_eager")))
 
 
 def _assert_new_connections_marked(spans):

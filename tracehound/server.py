@@ -55,6 +55,17 @@ def _bind(host: str, port: int, flag: str) -> socket.socket:
     return sock
 
 
+def _resolve_host(host: str) -> None:
+    """Check that ``--host`` names an address of this machine's resolver (else :class:`StartupError`)."""
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise StartupError(
+            f"cannot resolve --host {host!r} ({reason}): give an IP address or a known name"
+        ) from None
+
+
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -62,12 +73,12 @@ def _hostport(host: str, port: int) -> str:
 def _open(settings: ServerSettings):
     import duckdb
 
-    from tracehound.collector.schema import SchemaTooNewError
+    from tracehound.collector.schema import SchemaError
     from tracehound.collector.store import open_database
 
     try:
         con = open_database(settings.db)
-    except SchemaTooNewError as exc:
+    except SchemaError as exc:
         raise StartupError(f"{settings.db}: {exc}") from None
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
@@ -122,14 +133,16 @@ def _uvicorn_server(app):
 def serve(settings: ServerSettings) -> None:
     """Run until SIGTERM/SIGINT, then flush and return normally (the CLI exits 0).
 
-    Raises :class:`StartupError` (a ``SystemExit(1)``, after printing one line) when the database
-    is locked by another process or too new, or a port is taken.
+    Raises :class:`StartupError` (a ``SystemExit(1)``, after printing one line) when ``--host``
+    does not resolve, the database is locked by another process, too new or not ours, or a port is
+    taken.
     """
     from tracehound.collector.grpc_receiver import create_grpc_server
     from tracehound.collector.http_receiver import create_otlp_http_app
     from tracehound.collector.writer import SpanWriter
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    _resolve_host(settings.host)
     con = _open(settings)
     http_sock = _bind(settings.host, settings.otlp_http_port, "--otlp-http-port")
     api_app = _api_app(con, settings)

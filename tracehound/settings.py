@@ -1,4 +1,4 @@
-"""Server settings shared by ``tracehound serve``, ``collect``, ``api`` and ``demo``.
+"""Server settings shared by ``tracehound serve`` and ``tracehound demo`` (which starts the same server).
 
 Every flag has a ``TRACEHOUND_*`` environment variable (``--otlp-http-port`` reads
 ``TRACEHOUND_OTLP_HTTP_PORT``); a flag on the command line wins over the environment.

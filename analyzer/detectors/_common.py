@@ -5,6 +5,11 @@ findings step (:mod:`tracehound.analyzer.findings`) turns them into ``finding_oc
 merges them into ``findings`` keyed by ``fingerprint(kind, service, endpoint, pattern)``.
 Detectors with window-level statistics (percentiles, ratios) also append one row per problem to
 ``th_stats`` (``stats`` JSON), stored in ``finding_patterns``.
+
+Windowed detectors also record in ``th_eval`` the groups they actually EVALUATED (enough volume for
+their rule: e.g. a route with >= ``min_requests``); a re-analysis only replaces the stored
+occurrences of evaluated groups, so a short window (too few requests to judge) never erases what an
+earlier, larger window found. NULL in ``service``/``endpoint``/``pattern`` matches anything.
 """
 
 from __future__ import annotations
@@ -43,6 +48,23 @@ def create_buffers(cur) -> None:
         """CREATE OR REPLACE TEMP TABLE th_stats (
             kind VARCHAR, service VARCHAR, endpoint VARCHAR, pattern VARCHAR, stats VARCHAR)"""
     )
+    cur.execute(
+        """CREATE OR REPLACE TEMP TABLE th_eval (
+            kind VARCHAR, service VARCHAR, endpoint VARCHAR, pattern VARCHAR)"""
+    )
+
+
+def mark_evaluated(cur, kind: str, groups) -> None:
+    """Record groups (``(service, endpoint, pattern)`` tuples, ``None`` = any) a windowed detector judged.
+
+    ``groups`` may also be a SQL ``SELECT`` (a string) returning those three columns.
+    """
+    if isinstance(groups, str):
+        cur.execute(f"INSERT INTO th_eval SELECT ?, * FROM ({groups})", [kind])
+        return
+    groups = [(kind, *g) for g in groups]
+    if groups:
+        cur.executemany("INSERT INTO th_eval VALUES (?, ?, ?, ?)", groups)
 
 
 def emit(cur, rows: list[dict]) -> int:

@@ -38,7 +38,8 @@ def find_repeats(
     distinct parameter sets. ``per_params=True``: key (trace, op, parameters) over the whole trace and
     keep groups run at least ``min_distinct`` times. ``where`` adds SQL conditions on spans ``s`` and
     keys ``k``. Returns dicts with service, endpoint, tix, norm, n, n_distinct, total_ns, max_ns,
-    first/last times, code_h, orm_rel, orm_uselist (and source_* with ``with_source``), and ``cand_id``:
+    first/last times, code_h, orm_rel, orm_uselist (and with ``with_source``: source_norm, source_sid,
+    source_rel and source_uselist, the ORM lazy load the source span itself was, if any), and ``cand_id``:
     the group's row in ``th_cand``, whose ``span_ids`` (UBIGINT[], by start) never travel through
     Python: pass ``"cand_id"`` in the occurrence and :func:`._common.emit` joins them in.
     """
@@ -81,10 +82,11 @@ def find_repeats(
     )
     source_cols, source_join = "", ""
     if with_source:
-        source_cols = ", src.source_norm, src.source_sid"
+        source_cols = ", src.source_norm, src.source_sid, src.source_orm.rel AS source_rel, src.source_orm.uselist AS source_uselist"
         source_join = f"""LEFT JOIN (
             SELECT c.tix, c.op_h, c.first_sid, arg_max(k.norm, s.start_ns) AS source_norm,
-                   arg_max({hex_sid("s.sid")}, s.start_ns) AS source_sid
+                   arg_max({hex_sid("s.sid")}, s.start_ns) AS source_sid,
+                   arg_max({{'rel': s.orm_rel, 'uselist': s.orm_uselist}}, s.start_ns) AS source_orm
             FROM th_cand c JOIN th_spans s ON s.tix = c.tix AND s.pid = c.first_pid AND s.cat = ?
                  AND s.start_ns <= c.first_start AND s.sid <> c.first_sid
             JOIN th_keys k ON k.key_h = s.key_h AND k.op_h <> c.op_h

@@ -12,7 +12,7 @@ Severity: ``high`` when the ratio is <= 0.1, else ``medium``.
 
 from __future__ import annotations
 
-from ._common import emit, emit_stats, hex_sid, ms
+from ._common import emit, emit_stats, hex_sid, mark_evaluated, ms
 
 NAME = "cache_miss_ratio"
 DEFAULTS = {"max_hit_ratio": 0.5, "min_lookups": 20}
@@ -43,11 +43,14 @@ def detect(cur, cfg) -> int:
            FROM th_cache c JOIN th_traces t ON t.tix = c.tix WHERE c.cache_hit IS NOT NULL
            GROUP BY ALL"""
     ).fetchall()
-    out = []
+    out, evaluated = [], []
     for service, endpoint, key, lookups, hits, requests in groups:
         c = cfg.get(NAME, service, endpoint)
         ratio = hits / lookups
-        if not c["enabled"] or lookups < c["min_lookups"] or ratio > c["max_hit_ratio"]:
+        if not c["enabled"] or lookups < c["min_lookups"]:
+            continue
+        evaluated.append((service, endpoint, key))
+        if ratio > c["max_hit_ratio"]:
             continue
         rows = cur.execute(
             """SELECT m.tix, count(*), sum(m.dur_ns), sum(greatest(m.recompute_ns, 0)), list(m.sid_hex),
@@ -91,6 +94,7 @@ def detect(cur, cfg) -> int:
             }
             for tix, n, miss_ns, rec_ns, sids, code_h in rows
         )
+    mark_evaluated(cur, NAME, evaluated)
     return emit(cur, out)
 
 

@@ -13,7 +13,7 @@ Severity: ``high`` when >= 90% of requests connect, else ``medium``.
 
 from __future__ import annotations
 
-from ._common import emit, emit_stats, hex_sid, ms
+from ._common import emit, emit_stats, hex_sid, mark_evaluated, ms
 
 NAME = "connection_churn"
 DEFAULTS = {"min_ratio": 0.5, "min_requests": 10}
@@ -29,12 +29,15 @@ def detect(cur, cfg) -> int:
     )
     routes = cur.execute(
         """SELECT t.service, t.endpoint, count(*), count(c.tix), avg(c.total_ns)
-           FROM th_traces t LEFT JOIN th_conn c ON c.tix = t.tix GROUP BY ALL HAVING count(c.tix) > 0"""
+           FROM th_traces t LEFT JOIN th_conn c ON c.tix = t.tix GROUP BY ALL"""
     ).fetchall()
-    out = []
+    out, evaluated = [], []
     for service, endpoint, n, n_conn, avg_ns in routes:
         c = cfg.get(NAME, service, endpoint)
-        if not c["enabled"] or n < c["min_requests"] or n_conn / n < c["min_ratio"]:
+        if not c["enabled"] or n < c["min_requests"]:
+            continue
+        evaluated.append((service, endpoint, endpoint))
+        if n_conn / n < c["min_ratio"]:
             continue
         emit_stats(
             cur,
@@ -71,6 +74,7 @@ def detect(cur, cfg) -> int:
             }
             for tix, k, total, sids, code_h in rows
         )
+    mark_evaluated(cur, NAME, evaluated)
     return emit(cur, out)
 
 

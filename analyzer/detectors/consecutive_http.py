@@ -7,7 +7,10 @@ each call starts after the previous one ended (overlapping calls already run con
 break the run) and less than ``max_gap_ms`` (500 ms) later. A run of at least ``min_count`` (3)
 calls is flagged when running them concurrently would save at least ``min_saved_ms`` (2000 ms):
 saved = sum of the durations minus the longest one. That saving is the occurrence's impact.
-Pattern (identity of the finding): the sorted set of distinct normalised URLs of the run.
+Pattern (identity of the finding): the run's most common code location plus the sorted set of the
+hosts it calls (not the exact URLs: when one call of a run dips under ``min_span_ms`` on some
+request, the rest of the run is still the same problem and stays one finding). The normalised URL
+patterns of the latest run are kept as evidence.
 Severity: ``high`` at >= ``high_impact_ms`` (5000 ms) average saving per request, else ``medium``.
 """
 
@@ -30,8 +33,9 @@ def detect(cur, cfg) -> int:
     min_span_ns = int(cfg.loosest(NAME, "min_span_ms") * 1e6)
     rows = cur.execute(
         f"""SELECT t.service, t.endpoint, s.tix, s.start_ns, s.end_ns, s.dur_ns, k.norm, {hex_sid("s.sid")},
-                   s.code_h
+                   s.code_h, c.filepath || ':' || c.lineno
             FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h JOIN th_traces t ON t.tix = s.tix
+            LEFT JOIN th_code c ON c.code_h = s.code_h
             WHERE s.cat = 'http' AND s.dur_ns >= ? ORDER BY s.tix, s.start_ns, s.end_ns""",
         [min_span_ns],
     ).fetchall()
@@ -68,23 +72,32 @@ def _runs(spans, cfg) -> list[dict]:
         if ms(saved) < c["min_saved_ms"]:
             continue
         urls = sorted({s[6] for s in run})
+        hosts = sorted({_host(u) for u in urls})
         codes = [s[8] for s in run if s[8] is not None]
+        locs = [s[9] for s in run if s[9]]
+        loc = max(set(locs), key=locs.count) if locs else "-"
         out.append(
             {
                 "kind": NAME,
                 "service": service,
                 "endpoint": endpoint,
-                "pattern": " | ".join(urls),
+                "pattern": f"{loc} -> {' | '.join(hosts)}",
                 "tix": run[0][2],
                 "impact_ms": ms(saved),
                 "span_count": len(run),
                 "duration_ms": ms(total),
                 "span_ids": [s[7] for s in run],
                 "code_h": max(set(codes), key=codes.count) if codes else None,
-                "detail": {"urls": urls},
+                "detail": {"urls": urls, "hosts": hosts},
             }
         )
     return out
+
+
+def _host(url_pattern: str) -> str:
+    """``'GET api.x.io/v1/{n}'`` (a normalised URL, scheme optional) -> ``'api.x.io'``."""
+    url = url_pattern.split()[-1] if url_pattern.strip() else url_pattern
+    return url.split("://", 1)[-1].split("/", 1)[0] or url_pattern
 
 
 def describe(f: dict, c: dict) -> dict:
@@ -96,6 +109,7 @@ def describe(f: dict, c: dict) -> dict:
         f"(could save {avg_saved:.0f} ms per request)",
         "severity": "high" if avg_saved >= c["high_impact_ms"] else "medium",
         "evidence": {
+            "hosts": f["detail"].get("hosts"),
             "urls": urls,
             "calls_per_request_avg": round(f["avg_span_count"], 1),
             "sequential_ms_avg": round(f["avg_duration_ms"], 3),

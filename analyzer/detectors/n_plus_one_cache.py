@@ -61,6 +61,20 @@ def describe(f: dict, c: dict) -> dict:
             "calls_per_request_max": f["max_span_count"],
             "impact_ms_per_request_avg": round(avg_impact, 3),
         },
-        "fix_hint": f"Fetch all keys in one round trip{f['where']}: cache.get_many(*keys) / "
-        f"cache.set_many(mapping) (redis: MGET or a pipeline) instead of one call per item.",
+        "fix_hint": _hint(op.split(" ", 1)[0].lower(), f["where"]),
     }
+
+
+def _hint(verb: str, where: str) -> str:
+    """Batch-call advice matching the repeated operation (``get``, ``set``/``add``, ``delete``)."""
+    if verb in ("set", "add", "setex"):
+        return (
+            f"Store all values in one round trip{where}: cache.set_many(mapping) (redis: MSET or a "
+            f"pipeline) instead of one {verb} per item."
+        )
+    if verb == "delete":
+        return f"Delete the keys in one round trip{where}: cache.delete_many(*keys) (redis: DEL k1 k2 ...)."
+    return (
+        f"Fetch all keys in one round trip{where}: cache.get_many(*keys) (redis: MGET or a pipeline) "
+        f"instead of one call per item."
+    )

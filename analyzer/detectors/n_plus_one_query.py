@@ -18,6 +18,11 @@ the estimated cost of one batched query, estimated as the slowest single repeat 
 one round trip; its per-row work is about one repeat's). Severity: ``high`` when the average impact
 per request is >= ``high_impact_ms`` (250 ms, a quarter of a second of user-visible latency),
 ``low`` for runs flagged only by count, ``medium`` otherwise.
+
+Nested N+1 (a loop inside a loop): when the source span is itself an ORM lazy load (e.g. each
+``Book.reviews`` run follows an ``Author.books`` lazy load), the evidence names it (``nested_in``) and
+the fix hint is the chained loader on the OUTER query
+(``selectinload(Author.books).selectinload(Book.reviews)``); the code location is "the loop at ...".
 """
 
 from __future__ import annotations
@@ -66,24 +71,50 @@ def detect(cur, cfg) -> int:
                     "uselist": r["orm_uselist"],
                     "source_statement": r.get("source_norm"),
                     "source_span_id": r.get("source_sid"),
+                    # the source query is itself a lazy load (runs once per outer row): a nested N+1
+                    "nested_in": r.get("source_rel") if r["orm_rel"] else None,
+                    "nested_in_uselist": r.get("source_uselist"),
                     "below_time_threshold": below,
+                    "loop_wall_ms": ms(r["last_end"] - r["first_start"]),
                 },
             }
         )
     return emit(cur, out)
 
 
-def fix_hint(rel: str | None, uselist: bool | None, where: str) -> str:
-    """Concrete eager-loading advice naming the relationship when the instrumentation gave it."""
+def fix_hint(
+    rel: str | None,
+    uselist: bool | None,
+    where: str,
+    outer_rel: str | None = None,
+    outer_uselist: bool | None = None,
+) -> str:
+    """Concrete eager-loading advice naming the relationship when the instrumentation gave it.
+
+    ``where`` (" at file:line in fn()") is where the lazy load fires: the LOOP body, not the query
+    that loaded the parent rows. ``outer_rel``: the relationship whose lazy load produced the parent
+    rows (a nested N+1: a loop inside a loop): the fix is then one chained loader on the outer query,
+    e.g. ``selectinload(Author.books).selectinload(Book.reviews)``.
+    """
+    loop = f" (the lazy load fires in the loop{where})" if where else ""
+    if rel and outer_rel:
+        outer = "selectinload" if outer_uselist or outer_uselist is None else "joinedload"
+        inner = "selectinload" if uselist else "joinedload"
+        owner = outer_rel.split(".")[0]
+        return (
+            f"Nested N+1: {rel} is lazy-loaded for every row that the lazy load of {outer_rel} returned. "
+            f"Eager-load both levels on the outer query that loads the {owner} rows: "
+            f".options({outer}({outer_rel}).{inner}({rel})); then the loop{where} runs no queries."
+        )
     if rel:
         if uselist:
             return (
                 f"Eager-load the collection: add .options(selectinload({rel})) to the query that "
-                f"loads the parent rows{where}, so all {rel.split('.')[-1]} come in one IN query."
+                f"loads the parent rows{loop}, so all {rel.split('.')[-1]} come in one IN query."
             )
         return (
             f"Eager-load the related row: add .options(joinedload({rel})) (or selectinload) to the "
-            f"query that loads the parent rows{where}, so it is fetched with them in one query."
+            f"query that loads the parent rows{loop}, so it is fetched with them in one query."
         )
     return (
         f"Fetch the rows in one query before the loop{where}: collect the ids and run one "
@@ -109,13 +140,19 @@ def describe(f: dict, c: dict) -> dict:
             "source_statement": d.get("source_statement"),
             "relationship": rel,
             "uselist": d.get("uselist"),
+            **({"nested_in": d["nested_in"]} if d.get("nested_in") else {}),
             "queries_per_request_avg": round(avg_n, 1),
             "queries_per_request_max": f["max_span_count"],
             "repeated_ms_avg": round(f["avg_duration_ms"], 3),
+            # wall time of the loop (first repeat start -> last repeat end) in the latest occurrence:
+            # its excess over repeated_ms is ORM/app work between the queries (the loop's "self time")
+            "loop_wall_ms": d.get("loop_wall_ms"),
             "impact_ms_per_request_avg": round(avg_impact, 3),
             "batched_query_estimate": "slowest single repeat",
         },
-        "fix_hint": fix_hint(rel, d.get("uselist"), f["where"]),
+        "fix_hint": fix_hint(
+            rel, d.get("uselist"), f["where"], d.get("nested_in"), d.get("nested_in_uselist")
+        ),
     }
 
 

@@ -14,7 +14,7 @@ Severity: ``high`` when p95 >= 3 x ``p95_ms``, else ``medium``.
 
 from __future__ import annotations
 
-from ._common import emit, emit_stats, ms
+from ._common import emit, emit_stats, mark_evaluated, ms
 
 NAME = "slow_endpoint"
 DEFAULTS = {"p95_ms": 1000.0, "min_requests": 10}
@@ -43,7 +43,7 @@ def detect(cur, cfg) -> int:
                 AND s.duration_ns >= q.p95
            GROUP BY ALL"""
     ).fetchall()
-    out = []
+    out, evaluated = [], []
     for (
         service,
         endpoint,
@@ -65,7 +65,10 @@ def detect(cur, cfg) -> int:
         self_ns,
     ) in routes:
         c = cfg.get(NAME, service, endpoint)
-        if not c["enabled"] or n < c["min_requests"] or ms(p95) < c["p95_ms"]:
+        if not c["enabled"] or n < c["min_requests"]:
+            continue
+        evaluated.append((service, endpoint, endpoint))
+        if ms(p95) < c["p95_ms"]:
             continue
         parts = {"db": db_ns, "cache": cache_ns, "http": http_ns, "template": tpl_ns, "self": self_ns}
         counts = {"db": db_n, "cache": cache_n, "http": http_n}
@@ -114,6 +117,7 @@ def detect(cur, cfg) -> int:
             }
             for tix, d in rows
         )
+    mark_evaluated(cur, NAME, evaluated)
     return emit(cur, out)
 
 
@@ -130,6 +134,8 @@ def describe(f: dict, c: dict) -> dict:
     top, pct = st["dominant"], st["dominant_pct"]
     label = dict((p[0], p[3]) for p in _PARTS)[top]
     count = st["p95_counts_avg"].get(top)
+    if count and label.endswith(("queries", "calls")) and round(count) == 1:  # "1 DB query", "1 cache call"
+        label = label.replace("queries", "query").replace("calls", "call")
     what = f"{count:.0f} {label}" if count else label
     hints = {
         "db": "Look at this route's N+1 and slow query findings; cut the number of queries (eager loading) "

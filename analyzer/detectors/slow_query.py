@@ -5,19 +5,21 @@ threshold). We keep Sentry's value: one second inside a web request is user-visi
 while faster-but-costly statements are already covered by ``slow_endpoint``'s time split, the N+1
 detectors and the regression rule below. Like Sentry, only SELECTs by default (``only_select``):
 slow writes are often batch jobs by design. Truncated statements (``...``) are skipped.
-Impact per trace: the slow executions' time above the statement's median in the window.
+Impact per trace: the slow executions' time above ``min_duration_ms`` (as ``slow_endpoint`` counts the
+time above its target): a statement that is ALWAYS slow is costly, so its own median is no baseline.
 
 Regression rule: within the analysed window, the last ``recent_hours`` (24 h, relative to the newest
 execution of the statement) are compared with the older part (its own baseline). Flagged when both
 parts have at least ``regression_min_samples`` (20) executions, the recent p95 is at least
 ``regression_ratio`` (2.0) times the baseline p95 and at least ``regression_min_ms`` (50 ms) above it.
-Its occurrences are the recent traces with an execution above the baseline p95.
+Its occurrences are the recent traces with an execution above the baseline p95; impact: their time
+above the baseline p95 (what the regression added).
 Severity: ``high`` at >= ``high_impact_ms`` (5000 ms) total impact, else ``medium``.
 """
 
 from __future__ import annotations
 
-from ._common import emit, emit_stats, hex_sid, ms
+from ._common import emit, emit_stats, hex_sid, mark_evaluated, ms
 
 NAME = "slow_query"
 DEFAULTS = {
@@ -44,27 +46,27 @@ def detect(cur, cfg) -> int:
     cur.execute(f"CREATE OR REPLACE TEMP TABLE th_db AS {_BASE}")
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_db_med AS
-           SELECT service, op_h, median(dur_ns) AS med_ns, max(start_ns) AS newest FROM th_db GROUP BY ALL"""
+           SELECT service, op_h, max(start_ns) AS newest FROM th_db GROUP BY ALL"""
+    )
+    # the absolute rule judges every execution: every statement seen in the window is evaluated
+    mark_evaluated(
+        cur, NAME, f"SELECT DISTINCT d.service, d.endpoint, o.norm FROM th_db d JOIN {_OPS} o USING (op_h)"
     )
     min_ns = int(cfg.loosest(NAME, "min_duration_ms") * 1e6)
     rows = cur.execute(
-        f"""SELECT r.service, r.endpoint, r.tix, o.norm, o.sql_op, r.* EXCLUDE (service, endpoint, tix, op_h)
-            FROM (SELECT d.service, d.endpoint, d.tix, d.op_h, count(*), sum(d.dur_ns),
-                         sum(greatest(d.dur_ns - m.med_ns, 0)), list({hex_sid("d.sid")}), mode(d.code_h),
-                         max(d.dur_ns)
-                  FROM th_db d JOIN th_db_med m ON m.service = d.service AND m.op_h = d.op_h
-                  WHERE d.dur_ns >= ? GROUP BY d.service, d.endpoint, d.tix, d.op_h) r
+        f"""SELECT r.service, r.endpoint, r.tix, o.norm, o.sql_op, r.slow, r.code_h
+            FROM (SELECT d.service, d.endpoint, d.tix, d.op_h,
+                         list({{'dur': d.dur_ns, 'sid': {hex_sid("d.sid")}}}) AS slow, mode(d.code_h) AS code_h
+                  FROM th_db d WHERE d.dur_ns >= ? GROUP BY d.service, d.endpoint, d.tix, d.op_h) r
             JOIN {_OPS} o ON o.op_h = r.op_h""",
         [min_ns],
     ).fetchall()
     out = []
-    for service, endpoint, tix, norm, sql_op, n, total, excess, sids, code_h, max_ns in rows:
+    for service, endpoint, tix, norm, sql_op, slow, code_h in rows:
         c = cfg.get(NAME, service, endpoint)
-        if (
-            not c["enabled"]
-            or max_ns < c["min_duration_ms"] * 1e6
-            or (c["only_select"] and sql_op != "SELECT")
-        ):
+        threshold_ns = c["min_duration_ms"] * 1e6
+        slow = [s for s in slow if s["dur"] >= threshold_ns]
+        if not c["enabled"] or not slow or (c["only_select"] and sql_op != "SELECT"):
             continue
         out.append(
             {
@@ -73,10 +75,10 @@ def detect(cur, cfg) -> int:
                 "endpoint": endpoint,
                 "pattern": norm,
                 "tix": tix,
-                "impact_ms": ms(excess),
-                "span_count": n,
-                "duration_ms": ms(total),
-                "span_ids": sids,
+                "impact_ms": ms(sum(s["dur"] - threshold_ns for s in slow)),
+                "span_count": len(slow),
+                "duration_ms": ms(sum(s["dur"] for s in slow)),
+                "span_ids": [s["sid"] for s in slow],
                 "code_h": code_h,
                 "detail": {"statement": norm, "rule": "absolute", "threshold_ms": c["min_duration_ms"]},
             }
@@ -103,6 +105,7 @@ def _regressions(cur, cfg) -> int:
         c = cfg.get(NAME, service, endpoint)
         if not c["enabled"] or min(n_recent, n_base) < c["regression_min_samples"]:
             continue
+        mark_evaluated(cur, NAME, [(service, "", "p95 regression: " + norm)])
         if (
             p95_recent < c["regression_ratio"] * p95_base
             or ms(p95_recent - p95_base) < c["regression_min_ms"]

@@ -20,7 +20,7 @@ from flask_caching import Cache
 from flask_sqlalchemy import SQLAlchemy
 from opentelemetry import trace
 from sqlalchemy import ForeignKey, String, create_engine, select, text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
 
 
 class Base(DeclarativeBase):
@@ -86,6 +86,17 @@ def register(app: Flask) -> None:
     def books():
         rows = db.session.scalars(select(Book).order_by(Book.id)).all()  # MARK:books_query
         return jsonify([{"title": b.title, "author": b.author.name} for b in rows])  # MARK:lazy
+
+    @app.route("/authors")
+    def authors():
+        people = db.session.scalars(select(Author).order_by(Author.id)).all()
+        return jsonify({a.name: len(a.books) for a in people})  # MARK:authors_lazy
+
+    @app.route("/authors/eager")
+    def authors_eager():
+        query = select(Author).options(selectinload(Author.books)).order_by(Author.id)
+        people = db.session.scalars(query).all()  # MARK:authors_eager
+        return jsonify({a.name: len(a.books) for a in people})
 
     @app.route("/books/<int:book_id>")
     def book(book_id: int):
