@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .cache import QueryCache
 from .queries import BadRequest, NotFound
 
 log = logging.getLogger("tracehound.api")
@@ -84,6 +85,7 @@ def create_app(con, settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.con = con
+    app.state.query_cache = QueryCache()
     app.state.settings = settings
     app.state.templates = make_templates(settings)
     token = getattr(settings, "api_token", None) or None

@@ -26,7 +26,7 @@ from markupsafe import Markup
 from . import charts, queries
 from .evidence import evidence_rows
 from .params import FindingKind, finding_filters
-from .routes_json import db_cursor
+from .routes_json import cached, db_cursor
 
 router = APIRouter(include_in_schema=False)
 Cursor = Annotated[Any, Depends(db_cursor)]
@@ -117,7 +117,9 @@ def _render(request: Request, name: str, **context) -> HTMLResponse:
 @router.get("/", response_class=HTMLResponse)
 def overview_page(request: Request, cur: Cursor):
     """Overview: services, top findings by impact, endpoints with p95 sparklines."""
-    return _render(request, "overview.html", data=queries.overview(cur), status=queries.status(cur))
+    return _render(
+        request, "overview.html", data=cached(request, cur, queries.overview), status=queries.status(cur)
+    )
 
 
 @router.get("/findings/{finding_id}", response_class=HTMLResponse)
@@ -150,27 +152,30 @@ def endpoints_page(request: Request, cur: Cursor, route: str | None = None, serv
     """All routes (table with trends) or, with ``route``, its latency and time-breakdown charts."""
     if route is None:
         return _render(
-            request, "endpoints.html", data=queries.list_endpoints(cur, service=service, with_trend=True)
+            request,
+            "endpoints.html",
+            data=cached(request, cur, queries.list_endpoints, service=service, with_trend=True),
         )
+    return _render(request, "endpoint.html", **cached(request, cur, endpoint_page_data, route, service))
+
+
+def endpoint_page_data(cur, route: str, service: str | None) -> dict:
+    """The context of ``/endpoints?route=R``: ``series`` (``queries.endpoint_series``), ``stats`` and
+    ``findings`` of the route over the same window, and the two SVG charts (rendered here, so the
+    query cache keeps them too). Raises ``queries.NotFound`` for a route with no request."""
     series = queries.endpoint_series(cur, route=route, service=service)
     stats = queries.list_endpoints(
         cur, service=service, route=route, since=series["since"], until=series["until"]
     )
-    findings = queries.list_findings(cur, endpoint=route, service=service, limit=20)["items"]
-    return _render(
-        request,
-        "endpoint.html",
-        series=series,
-        stats=stats["items"],
-        findings=findings,
-        bucket=charts.duration_text(series["bucket_seconds"]),
-        latency_svg=charts.latency_chart(series["points"], bucket_seconds=series["bucket_seconds"])
-        if series["points"]
-        else "",
-        breakdown_svg=charts.breakdown_chart(series["points"], bucket_seconds=series["bucket_seconds"])
-        if series["points"]
-        else "",
-    )
+    points, bucket_seconds = series["points"], series["bucket_seconds"]
+    return {
+        "series": series,
+        "stats": stats["items"],
+        "findings": queries.list_findings(cur, endpoint=route, service=service, limit=20)["items"],
+        "bucket": charts.duration_text(bucket_seconds),
+        "latency_svg": charts.latency_chart(points, bucket_seconds=bucket_seconds) if points else "",
+        "breakdown_svg": charts.breakdown_chart(points, bucket_seconds=bucket_seconds) if points else "",
+    }
 
 
 @router.get("/traces/{trace_id}", response_class=HTMLResponse)
@@ -183,11 +188,21 @@ def trace_page(request: Request, cur: Cursor, trace_id: str):
 def weekly_page(request: Request, cur: Cursor, week: str | None = None):
     """The weekly report's HTML (``render_report(weekly_report(...), 'html', fragment=True)``) inside
     the UI's layout, with links to the previous and next week; 400 for a bad week."""
-    from .report import BadWeekError, render_report, weekly_report
+    from .report import BadWeekError, parse_week
 
     try:
-        report = weekly_report(cur, week)
+        label = parse_week(week)[0]
     except BadWeekError as exc:
         raise queries.BadRequest(str(exc)) from exc
-    body = Markup(render_report(report, "html", fragment=True))  # escaped by the report's own Jinja2
-    return _render(request, "weekly.html", report=report, body=body)
+    report, fragment = cached(request, cur, weekly_page_data, label)
+    return _render(request, "weekly.html", report=report, body=Markup(fragment))
+
+
+def weekly_page_data(cur, week: str) -> tuple[dict, str]:
+    """``(weekly_report(cur, week), its HTML fragment)``: what ``/reports/weekly`` caches (the pygal
+    charts of the fragment cost about as much as a query). The fragment is escaped by the report's
+    own Jinja2 environment."""
+    from .report import render_report, weekly_report
+
+    report = weekly_report(cur, week)
+    return report, render_report(report, "html", fragment=True)

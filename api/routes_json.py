@@ -35,6 +35,25 @@ def db_cursor(request: Request):
 Cursor = Annotated[Any, Depends(db_cursor)]
 
 
+def cached(request: Request, cur, fn, *args, **kwargs):
+    """``fn(cur, *args, **kwargs)`` through the app's :class:`~tracehound.api.cache.QueryCache`
+    (same call on unchanged analyzer data: the remembered, read-only result)."""
+    return request.app.state.query_cache.get(cur, fn, *args, **kwargs)
+
+
+def weekly_cached(request: Request, cur, week: str | None) -> dict:
+    """``weekly_report(cur, week)`` through the cache, keyed on the resolved ISO week label (so
+    ``None`` means this week at the time of the request). Raises :class:`queries.BadRequest` for a
+    malformed week."""
+    from .report import BadWeekError, parse_week, weekly_report
+
+    try:
+        label = parse_week(week)[0]
+    except BadWeekError as exc:
+        raise queries.BadRequest(str(exc)) from exc
+    return cached(request, cur, weekly_report, label)
+
+
 @router.get("/findings", response_model=FindingPage)
 def findings(
     cur: Cursor,
@@ -60,6 +79,7 @@ def finding(cur: Cursor, finding_id: str = Path(max_length=200)):
 
 @router.get("/endpoints", response_model=EndpointList, response_model_exclude_unset=True)
 def endpoints(
+    request: Request,
     cur: Cursor,
     service: Text = None,
     route: Annotated[
@@ -75,13 +95,21 @@ def endpoints(
     hit ratio from the analysed traces. Default window: from the oldest trace, at most 24 h, to the newest.
     With ``trend=true`` each route also gets ``trend_p95_ms`` (the overview's sparklines; ``null`` for
     an empty bucket)."""
-    return queries.list_endpoints(
-        cur, service=service, route=route, since=since, until=until, with_trend=trend
+    return cached(
+        request,
+        cur,
+        queries.list_endpoints,
+        service=service,
+        route=route,
+        since=since,
+        until=until,
+        with_trend=trend,
     )
 
 
 @router.get("/endpoints/series", response_model=EndpointSeries)
 def endpoint_series(
+    request: Request,
     cur: Cursor,
     route: str = Query(description="http.route, exactly"),
     service: str | None = None,
@@ -90,14 +118,16 @@ def endpoint_series(
 ):
     """One route over time: p50/p95/p99 ms and the mean db/cache/http/template/self ms per time bucket.
     404 when the route has no analysed request."""
-    return queries.endpoint_series(cur, route=route, service=service, since=since, until=until)
+    return cached(
+        request, cur, queries.endpoint_series, route=route, service=service, since=since, until=until
+    )
 
 
 @router.get("/services", response_model=list[Service])
-def services(cur: Cursor, since: Since = None, until: Until = None):
+def services(request: Request, cur: Cursor, since: Since = None, until: Until = None):
     """Services with request totals, p95 ms, error rate (default window as ``/api/endpoints``) and
     their findings' count and impact."""
-    return queries.list_services(cur, since=since, until=until)
+    return cached(request, cur, queries.list_services, since=since, until=until)
 
 
 @router.get("/traces/{trace_id}", response_model=Trace)
@@ -107,14 +137,13 @@ def trace(cur: Cursor, trace_id: str = Path(max_length=200)):
 
 
 @router.get("/reports/weekly", response_model=WeeklyReport)
-def weekly(cur: Cursor, week: str | None = Query(None, description="ISO week YYYY-Www; default this week")):
+def weekly(
+    request: Request,
+    cur: Cursor,
+    week: str | None = Query(None, description="ISO week YYYY-Www; default this week"),
+):
     """The weekly report as JSON (``tracehound.api.report.weekly_report``). 400 for a malformed week."""
-    from .report import BadWeekError, weekly_report
-
-    try:
-        return weekly_report(cur, week)
-    except BadWeekError as exc:
-        raise queries.BadRequest(str(exc)) from exc
+    return weekly_cached(request, cur, week)
 
 
 @router.get("/status", response_model=Status)
