@@ -254,6 +254,9 @@ def install_sigterm_flush(provider) -> bool:
         return False
 
     def _flush_and_die(signum, frame):
+        # A second SIGTERM (killpg plus a forwarding reloader parent) would re-enter this handler
+        # and end the process mid-flush; the flush has its own deadline, so ignore it meanwhile.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             shutdown_with_deadline(provider)
         finally:

@@ -65,7 +65,9 @@ def test_gunicorn_every_worker_exports(tmp_path, preload):
     assert _pids(spans) == {str(p) for p in seen}
 
 
-def test_sigterm_flushes_queued_spans(tmp_path):
+@pytest.mark.parametrize("signals", [1, 2])
+def test_sigterm_flushes_queued_spans(tmp_path, signals):
+    """Two SIGTERMs in a row (``killpg`` plus a forwarding reloader parent) must not cut the flush."""
     port = free_port()
     with trace_server(tmp_path) as server:
         env = app_env(
@@ -76,11 +78,14 @@ def test_sigterm_flushes_queued_spans(tmp_path):
         )
         with running_app(instrument("python", str(SHOP)), env, APP_DIR, port) as proc:
             pid = get(f"http://127.0.0.1:{port}/pid")["pid"]
-            os.kill(proc.pid, signal.SIGTERM)
+            for n in range(signals):
+                time.sleep(0.02 * n)  # the second one lands while the first is flushing
+                os.kill(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
         assert proc.returncode == -signal.SIGTERM  # still "killed by SIGTERM", after flushing
         spans = server.spans(min_count=5)
     assert _pids(spans) == {str(pid)}
+    assert [s["name"] for s in spans].count("shop.startup") == 1  # the first span queued arrived too
 
 
 def test_normal_exit_flushes(tmp_path):

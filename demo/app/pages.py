@@ -184,15 +184,25 @@ def search_tags():
 
 
 def _most_reviewed(tag: str, review_key, book_key):
-    """The tag's 20 most-reviewed books: ``(id, title, reviews)`` rows, most reviews first.
+    """The tag's 20 most-reviewed books: ``(id, title, reviews, readers, rating)`` rows.
 
-    The review count is a correlated scalar subquery ``count(*) FROM reviews WHERE review_key =
-    book_key``, run once per book of the tag (~120): with an index on ``review_key`` each run is
-    an index lookup; without one each run reads all ~41,000 reviews.
+    Most reviews first. The review count, the number of distinct readers and the mean rating are
+    correlated scalar subqueries ``FROM reviews WHERE
+    review_key = book_key``, each run once per book of the tag (~120): with an index on
+    ``review_key`` each run is an index lookup; without one each run reads all ~41,000 reviews.
     """
     reviews = select(func.count()).where(review_key == book_key).correlate(Book).scalar_subquery()
+    readers = (
+        select(func.count(Review.reviewer.distinct()))
+        .where(review_key == book_key)
+        .correlate(Book)
+        .scalar_subquery()
+    )
+    rating = select(func.avg(Review.rating)).where(review_key == book_key).correlate(Book).scalar_subquery()
     return (
-        select(Book.id, Book.title, reviews.label("reviews"))
+        select(
+            Book.id, Book.title, reviews.label("reviews"), readers.label("readers"), rating.label("rating")
+        )
         .join(book_tags, book_tags.c.book_id == Book.id)
         .join(Tag, Tag.id == book_tags.c.tag_id)
         .where(Tag.name == tag)
@@ -205,7 +215,7 @@ def _most_reviewed(tag: str, review_key, book_key):
 def tag_popular(name: str):
     """PLANTED slow_query (missing index): ranks the tag's books by review count, counting reviews
     by ``reviews.book_isbn`` (the partner feed's key), which has no index: each of the ~120 books
-    scans every review, about 3 s on SQLite. Fix: ``CREATE INDEX ON reviews (book_isbn)``."""
+    scans every review three times (count, readers, mean rating), seconds on SQLite. Fix: ``CREATE INDEX ON reviews (book_isbn)``."""
     stmt = _most_reviewed(name, Review.book_isbn, Book.isbn)
     rows = db.session.execute(stmt).all()  # planted: slow_query
     return render_template("popular.html", tag=name, rows=rows)
