@@ -238,8 +238,18 @@ def shutdown_with_deadline(provider, deadline_s: float | None = None) -> bool:
 
 def install_exit_flush(provider) -> None:
     """At interpreter exit, flush ``provider`` with :func:`shutdown_with_deadline`. Registered
-    after the SDK's own ``atexit`` hook, so it runs first; the SDK's second shutdown is a no-op."""
-    atexit.register(shutdown_with_deadline, provider)
+    after the SDK's own ``atexit`` hook, so it runs first; the SDK's second shutdown is a no-op.
+
+    Further SIGTERMs are ignored during that (deadline-bounded) flush: Werkzeug's reloader child
+    exits through ``sys.exit`` on SIGTERM, and a second SIGTERM (``killpg`` plus the parent
+    forwarding it) would otherwise raise ``SystemExit`` inside the flush and lose the spans."""
+
+    def _flush_at_exit():
+        with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM alone
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        shutdown_with_deadline(provider)
+
+    atexit.register(_flush_at_exit)
 
 
 def install_sigterm_flush(provider) -> bool:
