@@ -13,7 +13,7 @@ text as the parameters; otherwise every execution is assumed to have distinct pa
 
 from __future__ import annotations
 
-from ._common import hex_sid
+from ._common import hex_sid, ms
 
 ANCHOR_SQL = """
 CREATE OR REPLACE TEMP TABLE th_anchor AS
@@ -99,3 +99,26 @@ def find_repeats(
     )
     names = [d[0] for d in rel.description]
     return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
+
+
+def occurrence(kind: str, r: dict, impact_ns: float, detail: dict) -> dict:
+    """One ``th_occ`` row for a run ``r`` returned by :func:`find_repeats`.
+
+    ``impact_ns`` is the time the run wastes in that trace (ns; stored as ``impact_ms``);
+    ``detail`` is the kind-specific part its ``describe()`` reads back. Span ids stay in SQL
+    (``cand_id``) until the occurrences are stored.
+    """
+    return {
+        "kind": kind,
+        "service": r["service"],
+        "endpoint": r["endpoint"],
+        "pattern": r["norm"],
+        "tix": r["tix"],
+        "impact_ms": ms(impact_ns),
+        "span_count": r["n"],
+        "duration_ms": ms(r["total_ns"]),
+        "span_ids": None,
+        "cand_id": r["cand_id"],
+        "code_h": r["code_h"],
+        "detail": detail,
+    }

@@ -11,7 +11,7 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 from __future__ import annotations
 
 from ._common import emit, ms
-from ._repeats import find_repeats
+from ._repeats import find_repeats, occurrence
 
 NAME = "n_plus_one_cache"
 DEFAULTS = {"min_count": 5, "min_total_ms": 0.0}
@@ -25,22 +25,7 @@ def detect(cur, cfg) -> int:
         c = cfg.get(NAME, r["service"], r["endpoint"])
         if not c["enabled"] or r["n"] < c["min_count"] or ms(r["total_ns"]) < c["min_total_ms"]:
             continue
-        out.append(
-            {
-                "kind": NAME,
-                "service": r["service"],
-                "endpoint": r["endpoint"],
-                "pattern": r["norm"],
-                "tix": r["tix"],
-                "impact_ms": ms(r["total_ns"] - r["max_ns"]),
-                "span_count": r["n"],
-                "duration_ms": ms(r["total_ns"]),
-                "span_ids": None,
-                "cand_id": r["cand_id"],
-                "code_h": r["code_h"],
-                "detail": {"operation": r["norm"]},
-            }
-        )
+        out.append(occurrence(NAME, r, r["total_ns"] - r["max_ns"], {"operation": r["norm"]}))
     return emit(cur, out)
 
 

@@ -28,7 +28,7 @@ the fix hint is the chained loader on the OUTER query
 from __future__ import annotations
 
 from ._common import emit, ms
-from ._repeats import find_repeats
+from ._repeats import find_repeats, occurrence
 
 NAME = "n_plus_one_query"
 DEFAULTS = {"min_count": 5, "min_total_ms": 50.0, "low_severity_min_count": 20}
@@ -52,19 +52,11 @@ def detect(cur, cfg) -> int:
         if below and r["n_distinct"] < c["low_severity_min_count"]:
             continue
         out.append(
-            {
-                "kind": NAME,
-                "service": r["service"],
-                "endpoint": r["endpoint"],
-                "pattern": r["norm"],
-                "tix": r["tix"],
-                "impact_ms": ms(r["total_ns"] - r["max_ns"]),
-                "span_count": r["n"],
-                "duration_ms": ms(r["total_ns"]),
-                "span_ids": None,
-                "cand_id": r["cand_id"],
-                "code_h": r["code_h"],
-                "detail": {
+            occurrence(
+                NAME,
+                r,
+                r["total_ns"] - r["max_ns"],
+                {
                     "statement": r["norm"],
                     "distinct_params": r["n_distinct"],
                     "relationship": r["orm_rel"],
@@ -77,7 +69,7 @@ def detect(cur, cfg) -> int:
                     "below_time_threshold": below,
                     "loop_wall_ms": ms(r["last_end"] - r["first_start"]),
                 },
-            }
+            )
         )
     return emit(cur, out)
 

@@ -10,8 +10,8 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
-from ._common import emit, ms
-from ._repeats import find_repeats
+from ._common import emit
+from ._repeats import find_repeats, occurrence
 
 NAME = "repeated_query"
 DEFAULTS = {"min_count": 2}
@@ -33,22 +33,7 @@ def detect(cur, cfg) -> int:
         if not c["enabled"] or r["n"] < c["min_count"]:
             continue
         avg = r["total_ns"] / r["n"]
-        out.append(
-            {
-                "kind": NAME,
-                "service": r["service"],
-                "endpoint": r["endpoint"],
-                "pattern": r["norm"],
-                "tix": r["tix"],
-                "impact_ms": ms(r["total_ns"] - avg),
-                "span_count": r["n"],
-                "duration_ms": ms(r["total_ns"]),
-                "span_ids": None,
-                "cand_id": r["cand_id"],
-                "code_h": r["code_h"],
-                "detail": {"statement": r["norm"]},
-            }
-        )
+        out.append(occurrence(NAME, r, r["total_ns"] - avg, {"statement": r["norm"]}))
     return emit(cur, out)
 
 
