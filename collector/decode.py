@@ -50,6 +50,12 @@ _ZERO_U64 = pa.scalar(0, pa.uint64())
 _MAX_NS_U64 = pa.scalar(_MAX_NS, pa.uint64())  # an int64 scalar against uint64 raises ArrowInvalid
 _ZERO_TRACE_HEX = "0" * 32
 _ZERO_SPAN_HEX = "0" * 16
+# pyarrow.compute converts a Python scalar argument on every call, and that conversion tries
+# ``import dateutil`` each time (a failed import is not cached: ~30 µs of file system lookups),
+# so every constant handed to pc.* is an Arrow scalar made once.
+_ZERO_TRACE_HEX_S = pa.scalar(_ZERO_TRACE_HEX)
+_ZERO_SPAN_HEX_S = pa.scalar(_ZERO_SPAN_HEX)
+_I32_CONST = {n: pa.scalar(n, pa.int32()) for n in (0, 2, 5, 16, 32)}
 
 _TS = pa.timestamp("ns")
 _U32 = pa.uint32()
@@ -148,7 +154,9 @@ def _as_dictionary(maps: pa.Array) -> pa.DictionaryArray:
 
 def _in_range(values: pa.Array, highest: int) -> pa.Array:
     """Enum values outside 0..highest (unknown to this OTLP version) become 0 (unspecified/unset)."""
-    return pc.if_else(pc.and_(pc.greater_equal(values, 0), pc.less_equal(values, highest)), values, 0)
+    zero = _I32_CONST[0]
+    in_range = pc.and_(pc.greater_equal(values, zero), pc.less_equal(values, _I32_CONST[highest]))
+    return pc.if_else(in_range, values, zero)
 
 
 def _u32_plus(counts: list[int], extra: list[int]) -> pa.Array:
@@ -358,14 +366,15 @@ def build_batch(
     ev_bad = pc.greater(ev_ts_u, _MAX_NS_U64)
     ln_tid_a, ln_sid_a = pa.array(ln_tid, _STR), pa.array(ln_sid, _STR)
     ln_bad = pc.or_(
-        pc.not_equal(pc.binary_length(ln_tid_a), 32), pc.not_equal(pc.binary_length(ln_sid_a), 16)
+        pc.not_equal(pc.binary_length(ln_tid_a), _I32_CONST[32]),
+        pc.not_equal(pc.binary_length(ln_sid_a), _I32_CONST[16]),
     )
     bad = pc.or_(
-        pc.or_(pc.not_equal(pc.binary_length(tid_a), 32), pc.equal(tid_a, _ZERO_TRACE_HEX)),
-        pc.or_(pc.not_equal(pc.binary_length(sid_a), 16), pc.equal(sid_a, _ZERO_SPAN_HEX)),
+        pc.or_(pc.not_equal(pc.binary_length(tid_a), _I32_CONST[32]), pc.equal(tid_a, _ZERO_TRACE_HEX_S)),
+        pc.or_(pc.not_equal(pc.binary_length(sid_a), _I32_CONST[16]), pc.equal(sid_a, _ZERO_SPAN_HEX_S)),
     )
     bad = pc.or_(bad, pc.or_(pc.greater(start_u, _MAX_NS_U64), pc.greater(end_u, _MAX_NS_U64)))
-    bad = pc.or_(bad, pc.and_(pc.not_equal(pid_len, 0), pc.not_equal(pid_len, 16)))
+    bad = pc.or_(bad, pc.and_(pc.not_equal(pid_len, _I32_CONST[0]), pc.not_equal(pid_len, _I32_CONST[16])))
     ev_bad_spans = _owners(ev_bad, c.ev_offsets, count)
     ln_bad_spans = _owners(ln_bad, c.ln_offsets, count)
     for owners in (ev_bad_spans, ln_bad_spans):
