@@ -159,10 +159,17 @@ def _in_range(values: pa.Array, highest: int) -> pa.Array:
     return pc.if_else(in_range, values, zero)
 
 
-def _u32_plus(counts: list[int], extra: list[int]) -> pa.Array:
-    if any(extra):
+def _u32_plus(counts, extra: list[int] | None) -> pa.Array:
+    """``counts`` (a list or array) plus the per-item ``extra`` drops (``None``: no extra drops)."""
+    if extra is not None and any(extra):
         counts = [a + b for a, b in zip(counts, extra, strict=True)]
-    return pa.array(counts, _U32)
+    return _arr(counts, _U32)
+
+
+def _arr(values, arrow_type) -> pa.Array:
+    """``values`` as an Arrow array of ``arrow_type``: a list or numpy array is converted, an Arrow
+    array (the C decoder's columns) is taken as it is."""
+    return values if isinstance(values, pa.Array) else pa.array(values, arrow_type)
 
 
 def decode_request(request) -> DecodedBatch:
@@ -290,7 +297,12 @@ def decode_request(request) -> DecodedBatch:
 
 @dataclass
 class SpanColumns:
-    """Flat per-span column lists gathered by a decoder (the OTLP field values, in span order)."""
+    """Flat per-span columns gathered by a decoder (the OTLP field values, in span order).
+
+    Each is a Python list, a numpy array or an Arrow array of the right type (the C decoder's
+    columns); only spans that pass the checks may come as arrays (the rejection messages index
+    ``ts``, ``tid`` ... as lists).
+    """
 
     ts: list
     end: list
@@ -334,37 +346,12 @@ def new_event_link_columns() -> tuple[list, tuple, list, tuple]:
     return [0], ([], [], [], MapBuilder()), [0], ([], [], [], [], [], MapBuilder())
 
 
-def build_batch(
-    problems: Problems,
-    c: SpanColumns,
-    span_attributes: pa.MapArray | pa.DictionaryArray,
-    span_attrs_dropped: list[int],
-    rc: ResourceScopeColumns,
-) -> DecodedBatch:
-    """Checks (ids, times) and Arrow tables from gathered columns: the shared tail of the decoders.
-
-    ``span_attributes`` is the finished ``SpanAttributes`` column, either one map per span or
-    dictionary-encoded (int32 indexes into distinct maps: DuckDB then converts and checks each
-    distinct map once, which measured 6.0 -> 3.9 µs/span of insert CPU on the benchmark spans); a
-    plain map column is stored dictionary-encoded too, so every batch has the same schema.
-    ``span_attrs_dropped`` the
-    attributes each span lost to the limits (added to ``DroppedAttributesCount``).
-    """
-    ts, end, tid, sid, pid, tstate, names = c.ts, c.end, c.tid, c.sid, c.pid, c.tstate, c.names
-    count = len(ts)
-    if not count:
-        return DecodedBatch(None, None, None, 0, problems.rejected, problems.messages, problems.more)
-
-    start_u = pa.array(ts, pa.uint64())
-    end_u = pa.array(end, pa.uint64())
-    tid_a, sid_a = pa.array(tid, _STR), pa.array(sid, _STR)
-    pid_a = pa.array(pid, _STR)
+def _check(c: SpanColumns, count: int, start_u, end_u, ev_ts_u, problems: Problems):
+    """(bad: a boolean mask of the spans that cannot be stored, how many); explains each one."""
+    tid_a, sid_a, pid_a = _arr(c.tid, _STR), _arr(c.sid, _STR), _arr(c.pid, _STR)
     pid_len = pc.binary_length(pid_a)
-    ev_ts, ev_name, ev_dropped, ev_attrs = c.ev
-    ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = c.ln
-    ev_ts_u = pa.array(ev_ts, pa.uint64())
     ev_bad = pc.greater(ev_ts_u, _MAX_NS_U64)
-    ln_tid_a, ln_sid_a = pa.array(ln_tid, _STR), pa.array(ln_sid, _STR)
+    ln_tid_a, ln_sid_a = _arr(c.ln[0], _STR), _arr(c.ln[1], _STR)
     ln_bad = pc.or_(
         pc.not_equal(pc.binary_length(ln_tid_a), _I32_CONST[32]),
         pc.not_equal(pc.binary_length(ln_sid_a), _I32_CONST[16]),
@@ -383,67 +370,108 @@ def build_batch(
     n_bad = pc.sum(bad).as_py() or 0
     if n_bad:
         for i in pc.indices_nonzero(bad).to_pylist():
-            problems.add(f"span {names[i]!r} rejected: {_why_rejected(c, i, ev_bad_spans, ln_bad_spans)}")
+            problems.add(f"span {c.names[i]!r} rejected: {_why_rejected(c, i, ev_bad_spans, ln_bad_spans)}")
         problems.rejected += n_bad
-        start_u = pc.if_else(bad, _ZERO_U64, start_u)
-        end_u = pc.if_else(bad, _ZERO_U64, end_u)
-        if ev_bad_spans:
-            ev_ts_u = pc.if_else(ev_bad, _ZERO_U64, ev_ts_u)  # their spans are filtered out below
+    return bad, n_bad
+
+
+_SCHEMA = otel_traces_arrow_schema()
+_EVENTS_TYPE = _SCHEMA.field("Events").type
+_LINKS_TYPE = _SCHEMA.field("Links").type
+#: Children of an Events / Links column without a single event / link (the common case).
+_NO_EVENTS = pa.array([], _EVENTS_TYPE.value_type)
+_NO_LINKS = pa.array([], _LINKS_TYPE.value_type)
+
+
+def _events(c: SpanColumns, ev_ts_u: pa.Array, problems: Problems) -> pa.ListArray:
+    ev_ts, ev_name, ev_dropped, ev_attrs = c.ev
+    offsets = _arr(c.ev_offsets, _I32)
+    if not len(ev_ts_u):
+        return pa.ListArray.from_arrays(offsets, _NO_EVENTS, type=_EVENTS_TYPE)
+    child = pa.StructArray.from_arrays(
+        [
+            ev_ts_u.cast(pa.int64()).cast(_TS),
+            _arr(ev_name, _STR),
+            ev_attrs.array(problems, "event"),
+            _u32_plus(ev_dropped, ev_attrs.dropped),
+        ],
+        fields=list(_EVENTS_TYPE.value_type),
+    )
+    return pa.ListArray.from_arrays(offsets, child, type=_EVENTS_TYPE)
+
+
+def _links(c: SpanColumns, problems: Problems) -> pa.ListArray:
+    ln_tid, ln_sid, ln_state, ln_flags, ln_dropped, ln_attrs = c.ln
+    offsets = _arr(c.ln_offsets, _I32)
+    if not ln_tid:
+        return pa.ListArray.from_arrays(offsets, _NO_LINKS, type=_LINKS_TYPE)
+    child = pa.StructArray.from_arrays(
+        [
+            _arr(ln_tid, _STR),
+            _arr(ln_sid, _STR),
+            _arr(ln_state, _STR),
+            ln_attrs.array(problems, "link"),
+            _u32_plus(ln_dropped, ln_attrs.dropped),
+            _arr(ln_flags, _U32),
+        ],
+        fields=list(_LINKS_TYPE.value_type),
+    )
+    return pa.ListArray.from_arrays(offsets, child, type=_LINKS_TYPE)
+
+
+def build_batch(
+    problems: Problems,
+    c: SpanColumns,
+    span_attributes: pa.MapArray | pa.DictionaryArray,
+    span_attrs_dropped: list[int] | None,
+    rc: ResourceScopeColumns,
+    prechecked: bool = False,
+) -> DecodedBatch:
+    """Checks (ids, times) and Arrow tables from gathered columns: the shared tail of the decoders.
+
+    ``span_attributes`` is the finished ``SpanAttributes`` column, either one map per span or
+    dictionary-encoded (int32 indexes into distinct maps: DuckDB then converts and checks each
+    distinct map once, which measured 6.0 -> 3.9 µs/span of insert CPU on the benchmark spans); a
+    plain map column is stored dictionary-encoded too, so every batch has the same schema.
+    ``span_attrs_dropped`` the
+    attributes each span lost to the limits (added to ``DroppedAttributesCount``; ``None``: none).
+    ``prechecked``: the decoder already guarantees every span passes the checks (the C decoder
+    returns nothing for a request with an unstorable span), so they are skipped.
+    """
+    count = len(c.ts)
+    if not count:
+        return DecodedBatch(None, None, None, 0, problems.rejected, problems.messages, problems.more)
+    start_u, end_u = _arr(c.ts, pa.uint64()), _arr(c.end, pa.uint64())
+    ev_ts_u = _arr(c.ev[0], pa.uint64())
+    bad, n_bad = None, 0
+    if not prechecked:
+        bad, n_bad = _check(c, count, start_u, end_u, ev_ts_u, problems)
+        if n_bad:
+            start_u = pc.if_else(bad, _ZERO_U64, start_u)
+            end_u = pc.if_else(bad, _ZERO_U64, end_u)
+            ev_ts_u = pc.if_else(pc.greater(ev_ts_u, _MAX_NS_U64), _ZERO_U64, ev_ts_u)  # spans dropped below
     start_i = start_u.cast(pa.int64())
-    kinds_a = pa.array(c.kinds, _I32)
-    codes_a = pa.array(c.st_code, _I32)
-    schema = otel_traces_arrow_schema()
-    events_type = schema.field("Events").type
-    links_type = schema.field("Links").type
-    events = pa.ListArray.from_arrays(
-        pa.array(c.ev_offsets, _I32),
-        pa.StructArray.from_arrays(
-            [
-                ev_ts_u.cast(pa.int64()).cast(_TS),
-                pa.array(ev_name, _STR),
-                ev_attrs.array(problems, "event"),
-                _u32_plus(ev_dropped, ev_attrs.dropped),
-            ],
-            fields=list(events_type.value_type),
-        ),
-        type=events_type,
-    )
-    links = pa.ListArray.from_arrays(
-        pa.array(c.ln_offsets, _I32),
-        pa.StructArray.from_arrays(
-            [
-                ln_tid_a,
-                ln_sid_a,
-                pa.array(ln_state, _STR),
-                ln_attrs.array(problems, "link"),
-                _u32_plus(ln_dropped, ln_attrs.dropped),
-                pa.array(ln_flags, _U32),
-            ],
-            fields=list(links_type.value_type),
-        ),
-        type=links_type,
-    )
     spans_table = pa.table(
         {
             "Timestamp": start_i.cast(_TS),
-            "TraceId": tid_a,
-            "SpanId": sid_a,
-            "ParentSpanId": pid_a,
-            "TraceState": pa.array(tstate, _STR),
-            "SpanName": pa.array(names, _STR),
-            "SpanKind": _KIND_NAMES.take(_in_range(kinds_a, 5)),
+            "TraceId": _arr(c.tid, _STR),
+            "SpanId": _arr(c.sid, _STR),
+            "ParentSpanId": _arr(c.pid, _STR),
+            "TraceState": _arr(c.tstate, _STR),
+            "SpanName": _arr(c.names, _STR),
+            "SpanKind": _KIND_NAMES.take(_in_range(_arr(c.kinds, _I32), 5)),
             "SpanAttributes": _as_dictionary(span_attributes),
             "Duration": pc.subtract_checked(end_u.cast(pa.int64()), start_i),
-            "StatusCode": _STATUS_NAMES.take(_in_range(codes_a, 2)),
-            "StatusMessage": pa.array(c.st_msg, _STR),
-            "Flags": pa.array(c.flags, _U32),
+            "StatusCode": _STATUS_NAMES.take(_in_range(_arr(c.st_code, _I32), 2)),
+            "StatusMessage": _arr(c.st_msg, _STR),
+            "Flags": _arr(c.flags, _U32),
             "DroppedAttributesCount": _u32_plus(c.d_attrs, span_attrs_dropped),
-            "DroppedEventsCount": pa.array(c.d_events, _U32),
-            "DroppedLinksCount": pa.array(c.d_links, _U32),
-            "Events": events,
-            "Links": links,
-            "_res": pa.array(c.res_idx, _I32),
-            "_scope": pa.array(c.sc_idx, _I32),
+            "DroppedEventsCount": _arr(c.d_events, _U32),
+            "DroppedLinksCount": _arr(c.d_links, _U32),
+            "Events": _events(c, ev_ts_u, problems),
+            "Links": _links(c, problems),
+            "_res": _arr(c.res_idx, _I32),
+            "_scope": _arr(c.sc_idx, _I32),
         }
     )
     if n_bad:

@@ -4,8 +4,10 @@ Reading every ``KeyValue`` of every span through the protobuf Python API costs a
 span (a wrapper object per key/value/AnyValue). Attributes repeat a lot (``db.system``,
 ``db.statement``, ``net.peer.name`` ...), so this module parses the body with mirror messages
 that have the same field numbers and wire types as the OTLP ones, except that
-``Span.attributes``/``events``/``links`` and ``ResourceSpans.resource``/``ScopeSpans.scope`` are
-declared ``bytes``: upb hands each encoded ``KeyValue`` back as a ``bytes`` object. Each distinct
+``Span.attributes``/``events``/``links``/``status`` and ``ResourceSpans.resource``/``ScopeSpans.scope``
+are declared (repeated) ``bytes``; the singular message fields among them are joined before parsing,
+since protobuf merges a singular message given twice and concatenated encodings parse as that
+merge. upb hands each encoded ``KeyValue`` back as a ``bytes`` object. Each distinct
 encoded ``KeyValue`` is decoded (with the real ``KeyValue`` class, so invalid UTF-8 and truncation
 still raise ``DecodeError``) and rendered once, then found again by a dict lookup; the
 ``SpanAttributes`` column is built with ``take`` over the distinct keys and values.
@@ -51,12 +53,12 @@ _REPEATED = _F.LABEL_REPEATED
 MIRROR = {
     "Request": [("resource_spans", 1, _MESSAGE, True, "ResourceSpans")],
     "ResourceSpans": [
-        ("resource", 1, _BYTES, False, None),
+        ("resource", 1, _BYTES, True, None),
         ("scope_spans", 2, _MESSAGE, True, "ScopeSpans"),
         ("schema_url", 3, _STRING, False, None),
     ],
     "ScopeSpans": [
-        ("scope", 1, _BYTES, False, None),
+        ("scope", 1, _BYTES, True, None),
         ("spans", 2, _MESSAGE, True, "Span"),
         ("schema_url", 3, _STRING, False, None),
     ],
@@ -76,7 +78,7 @@ MIRROR = {
         ("dropped_events_count", 12, _UINT32, False, None),
         ("last_link", 13, _BYTES, False, None),
         ("dropped_links_count", 14, _UINT32, False, None),
-        ("status", 15, _BYTES, False, None),
+        ("status", 15, _BYTES, True, None),
     ],
 }
 #: A second view of the same body, parsed only when some span has events or links.
@@ -141,8 +143,15 @@ _parse_link = Span.Link.FromString
 _status_cache: dict[bytes, tuple[int, str]] = {}
 
 
-def _status(encoded: bytes) -> tuple[int, str]:
-    """(code, message) of an encoded ``Status`` (cached; ``DecodeError`` if invalid)."""
+def _status(occurrences) -> tuple[int, str]:
+    """(code, message) of a span's encoded ``Status`` (cached; ``DecodeError`` if invalid).
+
+    ``occurrences``: every encoding of the field on the wire (a singular message field given twice
+    is merged by protobuf, and concatenated encodings parse as exactly that merge).
+    """
+    if not occurrences:
+        return 0, ""
+    encoded = occurrences[0] if len(occurrences) == 1 else b"".join(occurrences)
     hit = _status_cache.get(encoded)
     if hit is None:
         status = Status.FromString(encoded)
@@ -182,76 +191,198 @@ def _distinct_kvs(encoded: list[bytes]) -> tuple[list[str], list[str]]:
     return keys, values
 
 
-def _span_attributes(interner: _Interner, entry_idx: list, counts: list) -> pa.DictionaryArray:
-    """The ``SpanAttributes`` column from per-scope index arrays (``_NeedsSlowPath`` on a limit)."""
-    keys, values = _distinct_kvs(list(interner))
+def _span_attributes(
+    distinct: list[bytes], idx: np.ndarray, n_attrs: np.ndarray, rows: tuple | None = None
+) -> pa.DictionaryArray:
+    """The ``SpanAttributes`` column (``_NeedsSlowPath`` when a limit rule applies).
+
+    ``distinct``: the request's distinct encoded ``KeyValue`` s; ``idx`` (int32): each span's
+    attributes as positions in ``distinct``, span after span; ``n_attrs`` (int32): attributes per
+    span. Identical attribute lists (same encoded KeyValues in the same order) share one dictionary
+    entry, so DuckDB converts and checks each distinct map once; ``rows`` = ``(row_ids, first_rows)``
+    when the caller already grouped them (the C decoder does), else they are grouped here.
+    """
+    keys, values = _distinct_kvs(distinct)
     if max(map(len, values), default=0) > MAX_VALUE_CHARS:
         raise _NeedsSlowPath
-    n_attrs = np.concatenate(counts) if counts else np.zeros(0, np.int32)
     if n_attrs.size and int(n_attrs.max()) > MAX_ATTRIBUTES:
         raise _NeedsSlowPath
     offsets = np.zeros(n_attrs.size + 1, np.int32)
     np.cumsum(n_attrs, out=offsets[1:])
-    idx = np.concatenate(entry_idx) if entry_idx else np.zeros(0, np.int32)
-    if idx.size:
+    row_ids, first_rows = rows if rows is not None else _group_rows(idx, offsets)
+    lengths = n_attrs[first_rows]
+    d_offsets = np.zeros(len(first_rows) + 1, np.int32)
+    np.cumsum(lengths, out=d_offsets[1:])
+    # the entries of each group's representative row, group after group
+    starts = offsets[first_rows]
+    take = np.repeat(starts - d_offsets[:-1], lengths) + np.arange(d_offsets[-1], dtype=np.int64)
+    d_idx = idx[take]
+    if d_idx.size:
         # A repeated key in one span (forbidden by OTLP, refused by DuckDB MAPs): slow path.
         key_ids = _Interner()
         key_of_kv = np.fromiter(map(key_ids.__getitem__, keys), np.int64, len(keys))
         n_keys = len(key_ids)
-        owners = np.repeat(np.arange(n_attrs.size, dtype=np.int64), n_attrs)
-        pairs = owners * n_keys + key_of_kv[idx]
-        if n_attrs.size * n_keys <= _BINCOUNT_MAX:
+        pairs = np.repeat(np.arange(len(first_rows), dtype=np.int64), lengths) * n_keys + key_of_kv[d_idx]
+        if len(first_rows) * n_keys <= _BINCOUNT_MAX:
             repeated = int(np.bincount(pairs).max()) > 1
         else:
             repeated = np.unique(pairs).size != pairs.size
         if repeated:
             raise _NeedsSlowPath
-    # Identical attribute lists (same encoded KeyValues in the same order) share one dictionary
-    # entry: DuckDB converts and checks each distinct map once.
+    idx_a = pa.array(d_idx, pa.int32())
+    maps = pa.MapArray.from_arrays(
+        pa.array(d_offsets, pa.int32()),
+        pa.array(keys, pa.string()).take(idx_a),
+        pa.array(values, pa.string()).take(idx_a),
+    )
+    return pa.DictionaryArray.from_arrays(pa.array(row_ids, pa.int32()), maps)
+
+
+def _group_rows(idx: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row id per span, one span per row id) for equal attribute lists (``idx[offsets[i]:offsets[i+1]]``)."""
     row_bytes = idx.tobytes()
     bounds = (offsets * 4).tolist()
     distinct = _Interner()
     row_ids = np.fromiter(
         map(distinct.__getitem__, map(row_bytes.__getitem__, map(slice, bounds[:-1], bounds[1:]))),
         np.int32,
-        n_attrs.size,
+        len(offsets) - 1,
     )
     first_rows = np.zeros(len(distinct), np.int64)
-    first_rows[row_ids] = np.arange(n_attrs.size)  # any row of a group will do: they are equal
-    lengths = n_attrs[first_rows]
-    d_offsets = np.zeros(len(distinct) + 1, np.int32)
-    np.cumsum(lengths, out=d_offsets[1:])
-    # the entries of each group's representative row, group after group
-    starts = offsets[first_rows]
-    take = np.repeat(starts - d_offsets[:-1], lengths) + np.arange(d_offsets[-1], dtype=np.int64)
-    idx_a = pa.array(idx[take])
-    maps = pa.MapArray.from_arrays(
-        pa.array(d_offsets),
-        pa.array(keys, pa.string()).take(idx_a),
-        pa.array(values, pa.string()).take(idx_a),
-    )
-    return pa.DictionaryArray.from_arrays(pa.array(row_ids), maps)
+    first_rows[row_ids] = np.arange(len(offsets) - 1)  # any row of a group will do: they are equal
+    return row_ids, first_rows
 
 
 def decode_protobuf(body: bytes) -> DecodedBatch:
     """Decode a protobuf ``ExportTraceServiceRequest`` body into a :class:`~.decode.DecodedBatch`.
 
+    Three tiers, same result: the C column decoder (:mod:`._otlpfast`) for the common shape (no
+    events or links, storable ids and times, valid UTF-8); otherwise the mirror messages above;
+    and :func:`~.decode.decode_request` when a limit rule applies.
     Raises ``google.protobuf.message.DecodeError`` for a body (or an embedded attribute, resource,
     scope, event or link) that is not valid protobuf or holds a string that is not UTF-8, exactly
     as parsing with ``ExportTraceServiceRequest`` would.
     """
-    request = LazyRequest.FromString(body)
     try:
-        return _decode(request, body)
+        columns = _otlpfast.decode(body) if _otlpfast is not None else None
+        if columns is not None:
+            return _from_columns(columns)
+        return _decode(LazyRequest.FromString(body), body)
     except _NeedsSlowPath:
         return decode_request(ExportTraceServiceRequest.FromString(body))
 
 
+def _add_resource(rc: ResourceScopeColumns, encoded: bytes, schema_url: str, problems: Problems) -> int:
+    """Append an encoded ``Resource`` to ``rc``; returns its index (``DecodeError`` if invalid)."""
+    resource = Resource.FromString(encoded)
+    service = "unknown_service"
+    for kv in resource.attributes:
+        if kv.key == "service.name":
+            service = render_value(kv.value)
+            break
+    rc.res_attrs.add(resource.attributes, problems, ("resource of", service))
+    rc.res_service.append(service)
+    rc.res_schema.append(schema_url)
+    rc.res_dropped.append(resource.dropped_attributes_count)
+    return len(rc.res_service) - 1
+
+
+def _add_scope(rc: ResourceScopeColumns, encoded: bytes, schema_url: str, problems: Problems) -> int:
+    """Append an encoded ``InstrumentationScope`` to ``rc``; returns its index."""
+    scope = InstrumentationScope.FromString(encoded)
+    rc.sc_name.append(scope.name)
+    rc.sc_version.append(scope.version)
+    rc.sc_schema.append(schema_url)
+    rc.scope_attrs.add(scope.attributes, problems, ("scope", scope))
+    rc.sc_dropped.append(scope.dropped_attributes_count)
+    return len(rc.sc_name) - 1
+
+
+try:
+    from . import _otlpfast  # built from _otlpfast.c; optional (no C compiler: the paths above)
+except ImportError:  # pragma: no cover - depends on the build
+    _otlpfast = None
+
+#: The C decoder's per-span record (``struct fixed_rec`` in _otlpfast.c, packed, little-endian).
+_FIXED_DTYPE = np.dtype(
+    [
+        ("start", "<u8"),
+        ("end", "<u8"),
+        ("kind", "<i4"),
+        ("flags", "<u4"),
+        ("dropped_attrs", "<u4"),
+        ("dropped_events", "<u4"),
+        ("dropped_links", "<u4"),
+        ("status_code", "<i4"),
+        ("res_idx", "<i4"),
+        ("scope_idx", "<i4"),
+    ]
+)
+if _otlpfast is not None and _FIXED_DTYPE.itemsize != _otlpfast.FIXED_RECORD:  # pragma: no cover
+    _otlpfast = None
+
+
+def _strings(n: int, offsets: bytes, data: bytes) -> pa.StringArray:
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def _hex_ids(n: int, data: bytes, width: int) -> pa.StringArray:
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def _from_columns(columns: tuple) -> DecodedBatch:
+    """The :class:`~.decode.DecodedBatch` of the C decoder's output (see ``_otlpfast.c``)."""
+    (n, fixed, tid, sid, pid, names, tstate, smsg, attr_idx, attr_counts, kvs, resources, scopes) = columns[
+        :13
+    ]
+    rows = np.frombuffer(columns[13], np.int32), np.frombuffer(columns[14], np.int32)
+    problems = Problems()
+    rc = ResourceScopeColumns([], [], [], MapBuilder(), [], [], [], [], MapBuilder())
+    for encoded, schema_url in resources:
+        _add_resource(rc, encoded, schema_url, problems)
+    for encoded, schema_url in scopes:
+        _add_scope(rc, encoded, schema_url, problems)
+    rec = np.frombuffer(fixed, _FIXED_DTYPE)
+
+    def col(name):
+        return np.ascontiguousarray(rec[name])
+
+    ev_offsets, ev, ln_offsets, ln = new_event_link_columns()
+    no_items = np.zeros(n + 1, np.int32)
+    return build_batch(
+        problems,
+        SpanColumns(
+            col("start"),
+            col("end"),
+            _hex_ids(n, tid, 32),
+            _hex_ids(n, sid, 16),
+            _strings(n, *pid),
+            _strings(n, *tstate),
+            _strings(n, *names),
+            col("kind"),
+            col("status_code"),
+            _strings(n, *smsg),
+            col("flags"),
+            col("dropped_attrs"),
+            col("dropped_events"),
+            col("dropped_links"),
+            col("res_idx"),
+            col("scope_idx"),
+            no_items,
+            ev,
+            no_items,
+            ln,
+        ),
+        _span_attributes(kvs, np.frombuffer(attr_idx, np.int32), np.frombuffer(attr_counts, np.int32), rows),
+        None,
+        rc,
+        prechecked=True,
+    )
+
+
 def _decode(request, body: bytes) -> DecodedBatch:
     problems = Problems()
-    res_attrs, scope_attrs = MapBuilder(), MapBuilder()
-    res_service, res_schema, res_dropped = [], [], []
-    sc_name, sc_version, sc_schema, sc_dropped = [], [], [], []
     res_idx, sc_idx = [], []
     ts, end, tid, sid, pid, tstate, names, kinds = [], [], [], [], [], [], [], []
     st_code, st_msg, flags, d_attrs, d_events, d_links = [], [], [], [], [], []
@@ -262,26 +393,11 @@ def _decode(request, body: bytes) -> DecodedBatch:
     intern = interner.__getitem__
     events_view = None
 
+    rc = ResourceScopeColumns([], [], [], MapBuilder(), [], [], [], [], MapBuilder())
     for r_pos, rs in enumerate(request.resource_spans):
-        resource = Resource.FromString(rs.resource)
-        service = "unknown_service"
-        for kv in resource.attributes:
-            if kv.key == "service.name":
-                service = render_value(kv.value)
-                break
-        r_i = len(res_service)
-        res_attrs.add(resource.attributes, problems, ("resource of", service))
-        res_service.append(service)
-        res_schema.append(rs.schema_url)
-        res_dropped.append(resource.dropped_attributes_count)
+        r_i = _add_resource(rc, b"".join(rs.resource), rs.schema_url, problems)
         for s_pos, ss in enumerate(rs.scope_spans):
-            scope = InstrumentationScope.FromString(ss.scope)
-            s_i = len(sc_name)
-            sc_name.append(scope.name)
-            sc_version.append(scope.version)
-            sc_schema.append(ss.schema_url)
-            scope_attrs.add(scope.attributes, problems, ("scope", scope))
-            sc_dropped.append(scope.dropped_attributes_count)
+            s_i = _add_scope(rc, b"".join(ss.scope), ss.schema_url, problems)
             spans = ss.spans
             n = len(spans)
             if not n:
@@ -356,19 +472,13 @@ def _decode(request, body: bytes) -> DecodedBatch:
             ln_offsets,
             ln,
         ),
-        _span_attributes(interner, entry_idx, counts),
-        [0] * len(ts),
-        ResourceScopeColumns(
-            res_service,
-            res_schema,
-            res_dropped,
-            res_attrs,
-            sc_name,
-            sc_version,
-            sc_schema,
-            sc_dropped,
-            scope_attrs,
+        _span_attributes(
+            list(interner),
+            np.concatenate(entry_idx) if entry_idx else np.zeros(0, np.int32),
+            np.concatenate(counts) if counts else np.zeros(0, np.int32),
         ),
+        None,
+        rc,
     )
 
 

@@ -83,8 +83,10 @@ def test_mirror_messages_match_the_otlp_field_numbers_and_wire_types():
                 assert (ftype in length_delimited) == (f.type in length_delimited), (name, number)
                 if ftype not in length_delimited:
                     assert ftype == f.type or {ftype, f.type} == {5, 14}, (name, number)  # int32 ~ enum
-                # a repeated field read as one bytes value only serves to detect presence
-                assert repeated == f.is_repeated or fields is fastdecode.MIRROR["Span"]
+                # a repeated field read as one bytes value only serves to detect presence; singular
+                # messages are read as repeated bytes (every occurrence, merged by joining them)
+                singular_message = f.type == 11 and not f.is_repeated
+                assert repeated == (f.is_repeated or singular_message) or fields is fastdecode.MIRROR["Span"]
     assert set(fastdecode.MIRROR["Span"][i][1] for i in range(16)) == {
         f.number for f in Span.DESCRIPTOR.fields
     }
@@ -181,3 +183,146 @@ def test_truncated_body_is_a_decode_error():
     body = make_request(20, seed=1).SerializeToString()
     with pytest.raises(DecodeError):
         decode_protobuf(body[:-7])
+
+
+# -- the C column decoder (collector/_otlpfast.c): used for the common shape, None otherwise ------
+
+
+def test_the_c_decoder_is_built_and_takes_the_common_shape():
+    assert fastdecode._otlpfast is not None, (
+        "collector/_otlpfast.c did not build (is a C compiler installed?)"
+    )
+    body = make_request(512, seed=9).SerializeToString()
+    columns = fastdecode._otlpfast.decode(body)
+    assert columns is not None and columns[0] == 512
+    assert len(columns[1]) == 512 * fastdecode._FIXED_DTYPE.itemsize
+
+
+def _c_takes(request: ExportTraceServiceRequest) -> bool:
+    return fastdecode._otlpfast.decode(request.SerializeToString()) is not None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "event",
+        "link",
+        "zero trace id",
+        "short span id",
+        "long parent id",
+        "start after 2262",
+    ],
+)
+def test_shapes_the_c_decoder_hands_back_decode_like_the_reference(change):
+    request = _one_span([KeyValue(key="a", value=AnyValue(string_value="b"))])
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    if change == "event":
+        span.events.add(name="e", time_unix_nano=3)
+    elif change == "link":
+        span.links.add(trace_id=bytes(range(2, 18)), span_id=bytes(range(2, 10)))
+    elif change == "zero trace id":
+        span.trace_id = bytes(16)
+    elif change == "short span id":
+        span.span_id = b"\x01\x02"
+    elif change == "long parent id":
+        span.parent_span_id = bytes(range(1, 17))
+    elif change == "start after 2262":
+        span.start_time_unix_nano = 1 << 63
+    assert not _c_takes(request)
+    _same(request)
+
+
+def test_unknown_fields_are_skipped_and_a_repeated_status_is_merged_like_protobuf():
+    request = _one_span([KeyValue(key="a", value=AnyValue(string_value="b"))])
+    body = request.SerializeToString()
+    # unknown fields in the span: varint 40, fixed64 41, bytes 42, fixed32 43 (tags by hand)
+    unknown = b"\xc0\x02\x05" + b"\xc9\x02" + bytes(8) + b"\xd2\x02\x03abc" + b"\xdd\x02" + bytes(4)
+    spans = ExportTraceServiceRequest.FromString(body)
+    span = spans.resource_spans[0].scope_spans[0].spans[0]
+    span_bytes = span.SerializeToString()
+    extended = Span.FromString(span_bytes + unknown)
+    assert fastdecode._otlpfast.decode(_wrap(span_bytes + unknown)) is not None
+    reference = decode_request(ExportTraceServiceRequest.FromString(_wrap(span_bytes + unknown)))
+    fast = decode_protobuf(_wrap(span_bytes + unknown))
+    assert _plain(fast.spans).equals(_plain(reference.spans)) and extended.name == "op"
+    # status given twice: protobuf merges the two messages (code from one, message from the other)
+    twice = span_bytes + Span(status=Status(message="first")).SerializeToString()
+    twice += Span(status=Status(code=Status.STATUS_CODE_ERROR)).SerializeToString()
+    assert fastdecode._otlpfast.decode(_wrap(twice)) is None
+    batch = decode_protobuf(_wrap(twice))
+    row = _rows(batch)[0]
+    assert (row["StatusCode"], row["StatusMessage"]) == ("Error", "first")
+
+
+def _wrap(span_bytes: bytes) -> bytes:
+    """A request body holding one resource, one scope and the given encoded span."""
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.append(Span.FromString(span_bytes))
+    body = request.SerializeToString()
+    # rebuild by hand so the span's own bytes (unknown fields included) go on the wire unchanged
+    scope_spans = b"\x12" + _varint(len(span_bytes)) + span_bytes
+    resource_spans = b"\x12" + _varint(len(scope_spans)) + scope_spans
+    assert body  # the protobuf classes accept the shape
+    return b"\x0a" + _varint(len(resource_spans)) + resource_spans
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@pytest.mark.parametrize("text", ["caf\xe9 \u2603 \U0001f600", ""])
+def test_valid_utf8_names_pass_and_invalid_ones_are_decode_errors(text):
+    request = _one_span([], name=text)
+    assert _c_takes(request)
+    _same(request)
+    marker = "NAME-MARKER"
+    for bad in (b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82"):
+        body = (
+            _one_span([], name=marker)
+            .SerializeToString()
+            .replace(marker.encode(), bad + b"xxxxxxxxx"[: 11 - len(bad)])
+        )
+        with pytest.raises(DecodeError):
+            ExportTraceServiceRequest.FromString(body)
+        with pytest.raises(DecodeError):
+            decode_protobuf(body)
+
+
+def test_mutated_bodies_decode_exactly_like_the_reference_or_fail_like_it():
+    """Byte flips and truncations of a realistic body: the three tiers agree with protobuf."""
+    import random
+
+    rng = random.Random(7)
+    body = make_request(40, seed=3).SerializeToString()
+    outcomes = {"same": 0, "both refused": 0}
+    for _ in range(600):
+        mutated = bytearray(body)
+        for _ in range(rng.randint(1, 3)):
+            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            mutated = mutated[: rng.randrange(len(mutated))]
+        mutated = bytes(mutated)
+        try:
+            reference = decode_request(ExportTraceServiceRequest.FromString(mutated))
+        except DecodeError:
+            with pytest.raises(DecodeError):
+                decode_protobuf(mutated)
+            outcomes["both refused"] += 1
+            continue
+        fast = decode_protobuf(mutated)
+        assert (fast.count, fast.rejected, fast.error_message()) == (
+            reference.count,
+            reference.rejected,
+            reference.error_message(),
+        )
+        if reference.spans is not None:
+            assert _plain(fast.spans).equals(_plain(reference.spans))
+            assert _plain(fast.resources).equals(_plain(reference.resources))
+            assert _plain(fast.scopes).equals(_plain(reference.scopes))
+        outcomes["same"] += 1
+    assert outcomes["same"] > 50 and outcomes["both refused"] > 50, outcomes
