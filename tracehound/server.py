@@ -26,6 +26,14 @@ GRACE_S = 10.0
 #: eventually fill with cached blocks). Queries that need more spill to ``<db>.tmp``. Override with
 #: the environment variable ``TRACEHOUND_DUCKDB_MEMORY_LIMIT`` (e.g. ``1GB``).
 DUCKDB_MEMORY_LIMIT = "256MB"
+#: DuckDB worker threads in ``serve`` (its default is one per core). Its extra worker mostly spins
+#: while the writer threads insert: measured on bench/ingest.py's spans (2 cores), 1 thread cut
+#: the server's CPU per span from 22.9 to 19.3 µs, kept parallel appends from leaving partly filled
+#: row groups (free blocks) behind, and the incremental analyzer kept up better too (0.81 vs 0.88 s
+#: of work per second of 100k spans/s ingest, bench/analyzer_steps.py --incremental). Parallelism
+#: in serve comes from the two writer threads instead. ``tracehound analyze`` (its own process)
+#: keeps DuckDB's default. Override with ``TRACEHOUND_DUCKDB_THREADS``.
+DUCKDB_THREADS = "1"
 #: Python's GIL switch interval in this process (its default is 5 ms). DuckDB takes the GIL back
 #: several times while it inserts a batch from Arrow; with the receivers busy decoding in Python,
 #: each of those waits up to one interval. Measured (50 inserts of 2,048 benchmark spans while
@@ -94,6 +102,10 @@ def _open(settings: ServerSettings):
         raise StartupError(
             f"TRACEHOUND_DUCKDB_MEMORY_LIMIT={limit!r} is not a DuckDB memory size: {exc}"
         ) from None
+    threads = os.environ.get("TRACEHOUND_DUCKDB_THREADS", DUCKDB_THREADS).strip()
+    if not threads.isdigit() or int(threads) < 1:
+        raise StartupError(f"TRACEHOUND_DUCKDB_THREADS={threads!r} is not a whole number >= 1")
+    con.execute(f"SET threads = {int(threads)}")
     return con
 
 
