@@ -71,13 +71,20 @@ def _client(port: int, seed: int, n_requests: int, threads: int, barrier, result
         conn.close()
 
     barrier.wait()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     pool = [threading.Thread(target=worker, args=(bodies[t::threads],)) for t in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
         t.join()
-    results.put({**counters, "started": started, "ended": time.perf_counter()})
+    results.put(
+        {
+            **counters,
+            "started": started,
+            "ended": time.perf_counter(),
+            "cpu_s": time.process_time() - cpu_started,
+        }
+    )
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -90,6 +97,12 @@ def _peak_rss_mb(pid: int) -> float:
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores; /proc/stat, minus idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_http(port: int, timeout: float = 60) -> None:
@@ -154,9 +167,9 @@ def run(kind: str, workdir: Path, args) -> dict:
         for c in clients:
             c.start()
         barrier.wait()  # all clients have generated their requests
-        cpu_before = _cpu_s(server.pid)
+        cpu_before, busy_before = _cpu_s(server.pid), _machine_busy_s()
         outs = [results.get(timeout=1800) for _ in clients]
-        cpu = _cpu_s(server.pid) - cpu_before
+        cpu, busy = _cpu_s(server.pid) - cpu_before, _machine_busy_s() - busy_before
         for c in clients:
             c.join()
         committed = _committed(port)
@@ -190,6 +203,11 @@ def run(kind: str, workdir: Path, args) -> dict:
         "refused": sum(o["refused"] for o in outs),
         "cpu_us_per_span": cpu / max(acked, 1) * 1e6,
         "wire_bytes_per_span": sum(o["bytes"] for o in outs) / max(acked, 1),
+        # where the machine's CPU went while the load ran, in cores (busy seconds / wall seconds):
+        # other processes on a shared machine take cores the server and its clients cannot use
+        "cores_server": cpu / seconds,
+        "cores_clients": sum(o["cpu_s"] for o in outs) / seconds,
+        "cores_other": max(0.0, busy - cpu - sum(o["cpu_s"] for o in outs)) / seconds,
     }
 
 
@@ -229,6 +247,11 @@ def main() -> None:
                 f"({f['used_bytes_per_span']:.1f} in used blocks, {f['free_blocks']} free blocks) · "
                 f"peak RSS {f['rss_mb']:.0f} MB · {f['refused']} refused (503, retried) · "
                 f"server CPU {f['cpu_us_per_span']:.1f} µs/span · {f['wire_bytes_per_span']:.0f} wire bytes/span",
+                flush=True,
+            )
+            print(
+                f"{'':>10}  cores busy during the load: server {f['cores_server']:.2f}, load clients "
+                f"{f['cores_clients']:.2f}, other processes {f['cores_other']:.2f} (of {os.cpu_count()})",
                 flush=True,
             )
     print(f"load average at end {os.getloadavg()[0]:.2f}")
