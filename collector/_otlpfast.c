@@ -326,17 +326,21 @@ typedef struct {
     buf_t fixed, tid, sid, attr_idx, attr_counts;
     strcol_t pid, name, tstate, smsg;
     interner_t kvs;
-    PyObject *resources, *scopes; /* lists */
+    buf_t resources, scopes; /* pair_t records, in wire order */
 } out_t;
 
-/* Result codes: 0 ok, 1 = not the common shape (caller returns None), -1 = Python error set. */
+/* An encoded Resource / InstrumentationScope and its schema_url (slices of the body). */
+typedef struct {
+    const unsigned char *msg, *url;
+    size_t msg_n, url_n;
+} pair_t;
+
+/* Result codes: 0 ok, 1 = not the common shape (caller returns None), -1 = out of memory (the
+ * decoder runs without the GIL; MemoryError is raised once it is taken back). */
 #define UNSUPPORTED 1
 #define NOMEM -1
 
-static int oom(void) {
-    PyErr_NoMemory();
-    return NOMEM;
-}
+static int oom(void) { return NOMEM; }
 
 static int decode_status(const unsigned char *p, size_t n, int32_t *code, strcol_t *msg) {
     reader_t r = {p, p + n};
@@ -464,16 +468,10 @@ static int decode_span(const unsigned char *p, size_t n, int32_t res_idx, int32_
     return 0;
 }
 
-/* Appends (encoded message bytes, schema_url) to list. */
-static int add_pair(PyObject *list, const unsigned char *msg, size_t msg_n, const unsigned char *url,
+static int add_pair(buf_t *list, const unsigned char *msg, size_t msg_n, const unsigned char *url,
                     size_t url_n) {
-    PyObject *pair = Py_BuildValue("(y#s#)", (const char *)(msg ? msg : (const unsigned char *)""),
-                                   (Py_ssize_t)msg_n, (const char *)(url ? url : (const unsigned char *)""),
-                                   (Py_ssize_t)url_n);
-    if (!pair) return NOMEM;
-    int rc = PyList_Append(list, pair);
-    Py_DECREF(pair);
-    return rc ? NOMEM : 0;
+    pair_t pair = {msg, url, msg_n, url_n};
+    return buf_put(list, &pair, sizeof(pair)) ? NOMEM : 0;
 }
 
 /* One ScopeSpans: the scope and schema_url first (they may come after the spans on the wire). */
@@ -498,8 +496,8 @@ static int decode_scope_spans(const unsigned char *p, size_t n, int32_t res_idx,
         }
     }
     if (url_n && !utf8_valid(url, url_n)) return UNSUPPORTED;
-    int32_t scope_idx = (int32_t)PyList_GET_SIZE(o->scopes);
-    if (add_pair(o->scopes, scope, scope_n, url, url_n)) return NOMEM;
+    int32_t scope_idx = (int32_t)(o->scopes.len / sizeof(pair_t));
+    if (add_pair(&o->scopes, scope, scope_n, url, url_n)) return NOMEM;
     r.p = p;
     while (r.p < r.end) { /* pass 2: the spans */
         uint32_t field;
@@ -537,8 +535,8 @@ static int decode_resource_spans(const unsigned char *p, size_t n, out_t *o) {
         }
     }
     if (url_n && !utf8_valid(url, url_n)) return UNSUPPORTED;
-    int32_t res_idx = (int32_t)PyList_GET_SIZE(o->resources);
-    if (add_pair(o->resources, res, res_n, url, url_n)) return NOMEM;
+    int32_t res_idx = (int32_t)(o->resources.len / sizeof(pair_t));
+    if (add_pair(&o->resources, res, res_n, url, url_n)) return NOMEM;
     r.p = p;
     while (r.p < r.end) {
         uint32_t field;
@@ -578,6 +576,25 @@ static PyObject *bytes_of(buf_t *b) { return PyBytes_FromStringAndSize(b->data ?
 
 static PyObject *strcol_tuple(strcol_t *c) {
     return Py_BuildValue("(NN)", bytes_of(&c->offsets), bytes_of(&c->data));
+}
+
+/* [(encoded message bytes, schema_url str), ...] of pair_t records. */
+static PyObject *pair_list(buf_t *b) {
+    size_t n = b->len / sizeof(pair_t);
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (!list) return NULL;
+    const pair_t *pairs = (const pair_t *)b->data;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *item = Py_BuildValue("(y#s#)", pairs[i].msg ? (const char *)pairs[i].msg : "",
+                                       (Py_ssize_t)pairs[i].msg_n,
+                                       pairs[i].url ? (const char *)pairs[i].url : "", (Py_ssize_t)pairs[i].url_n);
+        if (!item) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    return list;
 }
 
 static PyObject *distinct_kvs(interner_t *t) {
@@ -629,29 +646,32 @@ static PyObject *otlpfast_decode(PyObject *self, PyObject *arg) {
     out_t o;
     memset(&o, 0, sizeof(o));
     PyObject *result = NULL;
-    o.resources = PyList_New(0);
-    o.scopes = PyList_New(0);
-    int rc = (!o.resources || !o.scopes) ? NOMEM : 0;
-    if (!rc && (strcol_init(&o.pid) || strcol_init(&o.name) || strcol_init(&o.tstate) ||
-                strcol_init(&o.smsg) || interner_init(&o.kvs)))
-        rc = oom();
-    if (!rc) rc = decode_request((const unsigned char *)view.buf, (size_t)view.len, &o);
     buf_t row_ids = {0}, first_rows = {0};
-    if (!rc && dedup_rows(&o, &row_ids, &first_rows)) rc = oom();
+    int rc;
+    Py_BEGIN_ALLOW_THREADS /* pure C from here to the end of the block: the body stays pinned */
+    rc = 0;
+    if (strcol_init(&o.pid) || strcol_init(&o.name) || strcol_init(&o.tstate) || strcol_init(&o.smsg) ||
+        interner_init(&o.kvs))
+        rc = NOMEM;
+    if (!rc) rc = decode_request((const unsigned char *)view.buf, (size_t)view.len, &o);
+    if (!rc && dedup_rows(&o, &row_ids, &first_rows)) rc = NOMEM;
+    Py_END_ALLOW_THREADS
     if (rc == UNSUPPORTED) {
         result = Py_None;
         Py_INCREF(result);
-    } else if (rc == 0) {
-        result = Py_BuildValue("(nNNNNNNNNNNOONN)", (Py_ssize_t)o.n, bytes_of(&o.fixed), bytes_of(&o.tid),
+    } else if (rc == NOMEM) {
+        PyErr_NoMemory();
+    } else {
+        result = Py_BuildValue("(nNNNNNNNNNNNNNN)", (Py_ssize_t)o.n, bytes_of(&o.fixed), bytes_of(&o.tid),
                                bytes_of(&o.sid), strcol_tuple(&o.pid), strcol_tuple(&o.name),
                                strcol_tuple(&o.tstate), strcol_tuple(&o.smsg), bytes_of(&o.attr_idx),
-                               bytes_of(&o.attr_counts), distinct_kvs(&o.kvs), o.resources, o.scopes,
-                               bytes_of(&row_ids), bytes_of(&first_rows));
+                               bytes_of(&o.attr_counts), distinct_kvs(&o.kvs), pair_list(&o.resources),
+                               pair_list(&o.scopes), bytes_of(&row_ids), bytes_of(&first_rows));
     }
     free(row_ids.data);
     free(first_rows.data);
-    Py_XDECREF(o.resources);
-    Py_XDECREF(o.scopes);
+    free(o.resources.data);
+    free(o.scopes.data);
     free(o.fixed.data);
     free(o.tid.data);
     free(o.sid.data);
