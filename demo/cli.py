@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
 
 from tracehound.settings import listener_options
 
@@ -36,7 +35,7 @@ def findings_table(findings: list[dict]) -> str:
 
 
 @click.command()
-@listener_options
+@listener_options(demo=True)
 @click.option("--duration", type=click.IntRange(1), default=60, show_default=True, metavar="SECONDS",
               envvar="TRACEHOUND_DEMO_DURATION", show_envvar=True, help="How long to drive load.")  # fmt: skip
 @click.option(
@@ -77,7 +76,7 @@ def demo(db, host, port, otlp_http_port, otlp_grpc_port, duration, exit_after, d
     from .runner import Demo, demo_workdir, fresh_demo_db
 
     workdir = demo_workdir(workdir)
-    if click.get_current_context().get_parameter_source("db") is not ParameterSource.COMMANDLINE:
+    if db is None:
         db = fresh_demo_db(workdir)  # never the default ./tracehound.duckdb nor $TRACEHOUND_DB
     settings = ServerSettings(db=db, host=host, port=port, otlp_http_port=otlp_http_port,
                               otlp_grpc_port=otlp_grpc_port)  # fmt: skip

@@ -45,16 +45,32 @@ def _opt(*names, envvar, **kw):
     return click.option(*names, envvar=envvar, show_envvar=True, show_default=True, **kw)
 
 
-def listener_options(func):
-    """Click options for the database and the three listeners (used by serve and demo)."""
-    options = [
-        _opt(
+def listener_options(func=None, *, demo: bool = False):
+    """Click options for the database and the three listeners (used by serve and demo).
+
+    ``demo=True``: ``--db`` reads no environment variable and defaults to ``None`` (the demo makes a
+    fresh database in its work directory, so it never mixes its findings into a real one).
+    """
+    if func is None:
+        return lambda f: listener_options(f, demo=demo)
+    if demo:
+        db = click.option(
+            "--db",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="DuckDB file for the demo's spans and findings [default: a fresh tracehound.duckdb "
+            "in the work directory; TRACEHOUND_DB is ignored here].",
+        )
+    else:
+        db = _opt(
             "--db",
             envvar="TRACEHOUND_DB",
             type=click.Path(dir_okay=False, path_type=Path),
             default=Path("tracehound.duckdb"),
             help="DuckDB file that holds spans and findings.",
-        ),
+        )
+    options = [
+        db,
         _opt(
             "--host",
             envvar="TRACEHOUND_HOST",
