@@ -215,8 +215,6 @@ class SpanWriter:
                 stats.commit_ns_total += elapsed
                 stats.spans_committed += n - failed
                 stats.storage_errors += sum(error is not None for error in results)
-                if crosses:
-                    self._checkpoint_pending = True
                 self._cv.notify_all()
             for (b, future), error in zip(batch, results, strict=True):
                 if error is None:
@@ -248,7 +246,9 @@ class SpanWriter:
 
     def _take_group(self) -> tuple[list[tuple[DecodedBatch, Future]], bool]:
         """Everything queued, but ending with the batch that fills the current row group (if any);
-        and whether this group fills it (its writer then checkpoints).
+        and whether this group fills it (its writer then checkpoints, and no writer takes another
+        group until then: rows past the boundary committed before the checkpoint would leave a
+        partly filled row group that the next checkpoint rewrites, freeing blocks).
 
         Stopping there keeps the checkpoint that follows close to the row group boundary, so the
         next checkpoint has at most one request's spans to rewrite (under load a group can hold
@@ -264,7 +264,10 @@ class SpanWriter:
         before = self._planned_rows
         self._planned_rows += spans
         self._queued_spans -= spans
-        return group, self._planned_rows // ROW_GROUP_ROWS != before // ROW_GROUP_ROWS
+        crosses = self._planned_rows // ROW_GROUP_ROWS != before // ROW_GROUP_ROWS
+        if crosses:  # no writer takes rows past the boundary until the checkpoint has run
+            self._checkpoint_pending = True
+        return group, crosses
 
     def _checkpoint(self, cursor) -> None:
         started = time.perf_counter_ns()
