@@ -13,7 +13,7 @@ text as the parameters; otherwise every execution is assumed to have distinct pa
 
 from __future__ import annotations
 
-from ._common import hex_sid, ms
+from ._common import config_table, hex_sid
 
 ANCHOR_SQL = """
 CREATE OR REPLACE TEMP TABLE th_anchor AS
@@ -31,17 +31,18 @@ def build_anchors(cur) -> None:
 
 def find_repeats(
     cur, cat: str, min_distinct: int, *, per_params: bool = False, where: str = "", with_source: bool = False
-) -> list[dict]:
-    """Groups of spans of category ``cat`` doing the same operation in one trace (see module doc).
+) -> None:
+    """Groups of spans of category ``cat`` doing the same operation in one trace (see module doc),
+    into the TEMP table ``th_cand`` (nothing goes through Python).
 
     ``per_params=False``: key (trace, anchor, op) and keep groups with at least ``min_distinct``
     distinct parameter sets. ``per_params=True``: key (trace, op, parameters) over the whole trace and
     keep groups run at least ``min_distinct`` times. ``where`` adds SQL conditions on spans ``s`` and
-    keys ``k``. Returns dicts with service, endpoint, tix, norm, n, n_distinct, total_ns, max_ns,
-    first/last times, code_h, orm_rel, orm_uselist (and with ``with_source``: source_norm, source_sid,
-    source_rel and source_uselist, the ORM lazy load the source span itself was, if any), and ``cand_id``:
-    the group's row in ``th_cand``, whose ``span_ids`` (UBIGINT[], by start) never travel through
-    Python: pass ``"cand_id"`` in the occurrence and :func:`._common.emit` joins them in.
+    keys ``k``. Columns: service, endpoint, tix, norm, n, n_distinct, total_ns, max_ns, first_start,
+    last_end, span_ids (UBIGINT[], by start), code_h, orm_rel, orm_uselist (and with ``with_source``:
+    source_norm, source_sid, source_rel and source_uselist, the ORM lazy load the source span itself
+    was, if any). :func:`emit_repeats` turns the groups that pass a detector's thresholds into
+    occurrences.
     """
     # One 64-bit group key instead of three columns: DuckDB aggregates and joins on a single UBIGINT
     # several times faster than on a composite key (a collision needs 2^32 groups to be likely).
@@ -69,14 +70,13 @@ def find_repeats(
         WITH g0 AS (SELECT gk FROM th_d GROUP BY gk HAVING count(*) >= ?),
         d AS (SELECT * FROM th_d SEMI JOIN g0 USING (gk))
         SELECT any_value(d.tix) AS tix, any_value(d.anchor) AS anchor, any_value(d.op_h) AS op_h,
-               any_value(d.params_e) AS params_e, any_value(k.norm) AS norm, count(*) AS n,
+               any_value(d.params_e) AS params_e, count(*) AS n,
                count(DISTINCT d.params_e) AS n_distinct,
                sum(d.dur_ns) AS total_ns, max(d.dur_ns) AS max_ns, min(d.start_ns) AS first_start,
                max(d.end_ns) AS last_end, list(d.sid ORDER BY d.start_ns) AS span_ids,
                mode(d.code_h) AS code_h, mode(d.orm_rel) AS orm_rel, bool_or(d.orm_uselist) AS orm_uselist,
                arg_min(d.pid, d.start_ns) AS first_pid, arg_min(d.sid, d.start_ns) AS first_sid
-        FROM d JOIN (SELECT DISTINCT op_h, norm FROM th_keys) k ON k.op_h = d.op_h
-        GROUP BY d.gk HAVING {having} >= ?
+        FROM d GROUP BY d.gk HAVING {having} >= ?
         """,
         [min_distinct, min_distinct],
     )
@@ -92,33 +92,29 @@ def find_repeats(
             JOIN th_keys k ON k.key_h = s.key_h AND k.op_h <> c.op_h
             GROUP BY c.tix, c.op_h, c.first_sid
         ) src ON src.tix = c.tix AND src.op_h = c.op_h AND src.first_sid = c.first_sid"""
-    rel = cur.execute(
-        f"""SELECT t.service, t.endpoint, c.* EXCLUDE (span_ids), c.rowid AS cand_id{source_cols}
-            FROM th_cand c JOIN th_traces t ON t.tix = c.tix {source_join}""",
+    cur.execute(
+        f"""CREATE OR REPLACE TEMP TABLE th_cand AS
+            SELECT t.service, t.endpoint, k.norm, c.*{source_cols}
+            FROM th_cand c JOIN th_traces t ON t.tix = c.tix
+            JOIN (SELECT DISTINCT op_h, norm FROM th_keys) k ON k.op_h = c.op_h {source_join}""",
         [cat] if with_source else [],
     )
-    names = [d[0] for d in rel.description]
-    return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
 
 
-def occurrence(kind: str, r: dict, impact_ns: float, detail: dict) -> dict:
-    """One ``th_occ`` row for a run ``r`` returned by :func:`find_repeats`.
+def emit_repeats(cur, cfg, kind: str, impact: str, keep: str, detail: str) -> int:
+    """Append to ``th_occ`` one occurrence per group of ``th_cand`` that passes ``keep``.
 
-    ``impact_ns`` is the time the run wastes in that trace (ns; stored as ``impact_ms``);
-    ``detail`` is the kind-specific part its ``describe()`` reads back. Span ids stay in SQL
-    (``cand_id``) until the occurrences are stored.
+    ``impact``, ``keep`` and ``detail`` are SQL over the group ``c`` and its route's thresholds ``g``
+    (``th_cfg``, see :func:`._common.config_table`): ``impact`` the time the run wastes in that trace
+    (ns; stored as ``impact_ms``), ``keep`` the detector's rule, ``detail`` a STRUCT (stored as JSON)
+    with the kind-specific part its ``describe()`` reads back. Span ids are turned into hex in SQL.
     """
-    return {
-        "kind": kind,
-        "service": r["service"],
-        "endpoint": r["endpoint"],
-        "pattern": r["norm"],
-        "tix": r["tix"],
-        "impact_ms": ms(impact_ns),
-        "span_count": r["n"],
-        "duration_ms": ms(r["total_ns"]),
-        "span_ids": None,
-        "cand_id": r["cand_id"],
-        "code_h": r["code_h"],
-        "detail": detail,
-    }
+    config_table(cur, cfg, kind)
+    return cur.execute(
+        f"""INSERT INTO th_occ
+            SELECT ?, c.service, c.endpoint, c.norm, c.tix, th_ms({impact}), c.n, th_ms(c.total_ns),
+                   list_transform(c.span_ids, lambda x: th_hex(x)), c.code_h, to_json({detail})::VARCHAR
+            FROM th_cand c JOIN th_cfg g ON g.service = c.service AND g.endpoint = c.endpoint
+            WHERE g.enabled AND ({keep})""",
+        [kind],
+    ).fetchall()[0][0]

@@ -10,8 +10,7 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
-from ._common import emit
-from ._repeats import find_repeats, occurrence
+from ._repeats import emit_repeats, find_repeats
 
 NAME = "repeated_query"
 DEFAULTS = {"min_count": 2}
@@ -19,7 +18,7 @@ DEFAULTS = {"min_count": 2}
 
 def detect(cur, cfg) -> int:
     """Append repeated-query occurrences of the traces in ``th_traces`` to ``th_occ``."""
-    rows = find_repeats(
+    find_repeats(
         cur,
         "db",
         cfg.loosest(NAME, "min_count"),
@@ -27,14 +26,15 @@ def detect(cur, cfg) -> int:
         where="""AND NOT k.is_truncated AND k.norm <> '' AND (s.params_h IS NOT NULL OR k.has_literals
                  OR (k.sql_op = 'SELECT' AND NOT contains(k.norm, '?')))""",
     )
-    out = []
-    for r in rows:
-        c = cfg.get(NAME, r["service"], r["endpoint"])
-        if not c["enabled"] or r["n"] < c["min_count"]:
-            continue
-        avg = r["total_ns"] / r["n"]
-        out.append(occurrence(NAME, r, r["total_ns"] - avg, {"statement": r["norm"]}))
-    return emit(cur, out)
+    # impact: every run after the first (the total minus the average run), as doubles like Python's
+    return emit_repeats(
+        cur,
+        cfg,
+        NAME,
+        impact="c.total_ns::DOUBLE - c.total_ns::DOUBLE / c.n::DOUBLE",
+        keep="c.n >= g.min_count",
+        detail="{'statement': c.norm}",
+    )
 
 
 def describe(f: dict, c: dict) -> dict:
