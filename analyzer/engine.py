@@ -12,7 +12,7 @@ from tracehound.analyzer.detectors._repeats import build_anchors
 from tracehound.analyzer.spans import load_spans, select_traces
 from tracehound.analyzer.summaries import build_summaries, summaries_from_store, write_trace_summaries
 
-#: Detectors that group repeats under an anchor (need ``th_anchor``).
+#: Detectors that group repeats under an anchor (need ``th_anchor`` and ``th_rep``).
 REPEAT_KINDS = {"n_plus_one_query", "repeated_query", "n_plus_one_cache", "n_plus_one_http"}
 
 
@@ -79,8 +79,9 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
                 list(tix_range),
             )
         load_spans(cur, min_rowid=min_rowid, tix_range=tix_range)
-        if set(per_trace) & REPEAT_KINDS:
-            build_anchors(cur)
+        repeats = [DETECTORS[k] for k in per_trace if k in REPEAT_KINDS]
+        if repeats:
+            build_anchors(cur, repeats)
         if summaries:
             build_summaries(cur)
             if chunks > 1:
@@ -96,8 +97,8 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
         if summaries:
             cur.execute("DROP TABLE th_summary")
             cur.execute("ALTER TABLE th_summary_all RENAME TO th_summary")
-    cur.execute("DROP TABLE IF EXISTS th_d")
-    cur.execute("DROP TABLE IF EXISTS th_cov")
+    for table in ("th_rep", "th_rkeys", "th_anchor", "th_cand", "th_src", "th_cov"):
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def to_ns(value) -> int | None:

@@ -21,12 +21,12 @@ from __future__ import annotations
 COVERED_SQL = """
 CREATE OR REPLACE TEMP TABLE th_cov AS
 WITH ch AS (
-    SELECT c.ppk, p.tix, p.cat AS pcat, greatest(c.start_ns, p.start_ns) AS s, least(c.end_ns, p.end_ns) AS e
-    FROM th_spans c JOIN th_spans p ON c.ppk = p.pk
-    WHERE c.end_ns > p.start_ns AND c.start_ns < p.end_ns
+    SELECT p.tix, c.pid, p.cat AS pcat, greatest(c.start_ns, p.start_ns) AS s, least(c.end_ns, p.end_ns) AS e
+    FROM th_spans c JOIN th_spans p ON c.tix = p.tix AND c.pid = p.sid
+    WHERE c.pid <> 0 AND c.end_ns > p.start_ns AND c.start_ns < p.end_ns
 ),
 w AS (
-    SELECT tix, pcat, s, e, max(e) OVER (PARTITION BY ppk ORDER BY s, e
+    SELECT tix, pcat, s, e, max(e) OVER (PARTITION BY tix, pid ORDER BY s, e
                                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_e
     FROM ch
 )

@@ -13,12 +13,15 @@ from __future__ import annotations
 from ._repeats import emit_repeats, find_repeats
 
 NAME = "n_plus_one_cache"
+#: The spans this detector groups (see :func:`._repeats.build_anchors`).
+CATEGORY = "cache"
+KEY_FILTER = "true"
 DEFAULTS = {"min_count": 5, "min_total_ms": 0.0}
 
 
 def detect(cur, cfg) -> int:
     """Append N+1 cache occurrences of the traces in ``th_traces`` to ``th_occ``."""
-    find_repeats(cur, "cache", cfg.loosest(NAME, "min_count"))
+    find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"))
     return emit_repeats(
         cur,
         cfg,

@@ -30,18 +30,15 @@ from __future__ import annotations
 from ._repeats import emit_repeats, find_repeats
 
 NAME = "n_plus_one_query"
+#: The spans this detector groups (see :func:`._repeats.build_anchors`).
+CATEGORY = "db"
+KEY_FILTER = "NOT k.is_batch AND NOT k.is_truncated AND contains(k.norm, ' ')"
 DEFAULTS = {"min_count": 5, "min_total_ms": 50.0, "low_severity_min_count": 20}
 
 
 def detect(cur, cfg) -> int:
     """Append N+1 query occurrences of the traces in ``th_traces`` to ``th_occ``."""
-    find_repeats(
-        cur,
-        "db",
-        cfg.loosest(NAME, "min_count"),
-        where="AND NOT k.is_batch AND NOT k.is_truncated AND contains(k.norm, ' ')",
-        with_source=True,
-    )
+    find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"), with_source=True)
     below = "th_ms(c.total_ns) < g.min_total_ms"
     return emit_repeats(
         cur,

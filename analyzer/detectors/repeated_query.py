@@ -13,19 +13,17 @@ from __future__ import annotations
 from ._repeats import emit_repeats, find_repeats
 
 NAME = "repeated_query"
+#: The spans this detector groups (see :func:`._repeats.build_anchors`).
+CATEGORY = "db"
+KEY_FILTER = "NOT k.is_truncated AND k.norm <> ''"
+#: parameters are known from the text itself only with literals, or for a constant SELECT
+NEEDS_PARAMS = "NOT (k.has_literals OR (k.sql_op = 'SELECT' AND NOT contains(k.norm, '?')))"
 DEFAULTS = {"min_count": 2}
 
 
 def detect(cur, cfg) -> int:
     """Append repeated-query occurrences of the traces in ``th_traces`` to ``th_occ``."""
-    find_repeats(
-        cur,
-        "db",
-        cfg.loosest(NAME, "min_count"),
-        per_params=True,
-        where="""AND NOT k.is_truncated AND k.norm <> '' AND (s.params_h IS NOT NULL OR k.has_literals
-                 OR (k.sql_op = 'SELECT' AND NOT contains(k.norm, '?')))""",
-    )
+    find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"), per_params=True)
     # impact: every run after the first (the total minus the average run), as doubles like Python's
     return emit_repeats(
         cur,
