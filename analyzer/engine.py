@@ -33,6 +33,17 @@ def run_pass(
     back instead of recomputing exclusive times) and their occurrences of ``kinds``, and refreshes
     every finding touched. Returns the touched finding ids.
     """
+    # Nothing here depends on the order rows are written in (every ordered result says ORDER BY), and
+    # without it DuckDB writes temp tables and inserts in parallel. Only for this cursor's session.
+    keep_order = cur.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    cur.execute("SET SESSION preserve_insertion_order = false")
+    try:
+        return _run_pass(cur, cfg, kinds, summaries, min_rowid)
+    finally:
+        cur.execute(f"SET SESSION preserve_insertion_order = {'true' if keep_order else 'false'}")
+
+
+def _run_pass(cur, cfg, kinds, summaries, min_rowid) -> list[str]:
     per_trace = [k for k in kinds if k not in WINDOWED and cfg.any_enabled(k)]
     windowed = [k for k in kinds if k in WINDOWED and cfg.any_enabled(k)]
     create_buffers(cur)
@@ -44,6 +55,7 @@ def run_pass(
             summaries_from_store(cur)
         for kind in windowed:
             DETECTORS[kind].detect(cur, cfg)
+        cur.execute("DROP TABLE IF EXISTS th_w")
     cur.execute("BEGIN TRANSACTION")
     try:
         if summaries:

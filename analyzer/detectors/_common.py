@@ -62,6 +62,7 @@ def create_buffers(cur) -> None:
     analysis pass."""
     for sql in MACROS:
         cur.execute(sql)
+    cur.execute("DROP TABLE IF EXISTS th_w")
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_occ (
             kind VARCHAR, service VARCHAR, endpoint VARCHAR, pattern VARCHAR, tix UBIGINT,
@@ -96,6 +97,37 @@ def config_table(cur, cfg, kind: str) -> None:
         cur.execute("CREATE OR REPLACE TEMP TABLE th_cfg AS SELECT * FROM th_cfg_arrow")
     finally:
         cur.unregister("th_cfg_arrow")
+
+
+#: ``th_routes``: small integer keys per route (``rk``) and service (``sk``). ``th_w``: one narrow row
+#: per non-server span of the window with its operation (``op_h``), route keys (no strings: millions
+#: of rows) and ``sq_ok`` (a DB statement ``slow_query`` judges: not truncated, not empty). Built
+#: once per pass for ``slow_query`` and ``slow_span``, which both aggregate every span's duration.
+WINDOW_SPANS_SQL = (
+    """CREATE OR REPLACE TEMP TABLE th_routes AS
+       SELECT row_number() OVER (ORDER BY service, endpoint)::INTEGER AS rk,
+              dense_rank() OVER (ORDER BY service)::INTEGER AS sk, service, endpoint
+       FROM (SELECT DISTINCT service, endpoint FROM th_traces)""",
+    """CREATE TEMP TABLE th_w AS
+       SELECT s.tix, s.sid, s.start_ns, s.dur_ns, s.code_h, s.cat, k.op_h, k.sq_ok, r.rk, r.sk
+       FROM th_spans s
+       JOIN (SELECT key_h, op_h, cat = 'db' AND NOT is_truncated AND norm <> '' AS sq_ok FROM th_keys) k
+            ON k.key_h = s.key_h
+       JOIN (SELECT t.tix, r.rk, r.sk FROM th_traces t JOIN th_routes r USING (service, endpoint)) r
+            ON r.tix = s.tix
+       WHERE s.cat <> 'server'""",
+)
+
+
+def window_spans(cur) -> None:
+    """Create ``th_routes`` and ``th_w`` (see :data:`WINDOW_SPANS_SQL`) unless this pass already did;
+    :func:`create_buffers` drops them at the start of every pass."""
+    if cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'th_w' AND temporary").fetchall()[
+        0
+    ][0]:
+        return
+    for sql in WINDOW_SPANS_SQL:
+        cur.execute(sql)
 
 
 def mark_evaluated(cur, kind: str, groups) -> None:

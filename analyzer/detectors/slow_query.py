@@ -19,7 +19,7 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
-from ._common import emit, emit_stats, hex_sid, mark_evaluated, ms
+from ._common import emit, emit_stats, hex_sid, mark_evaluated, ms, window_spans
 
 NAME = "slow_query"
 DEFAULTS = {
@@ -31,31 +31,16 @@ DEFAULTS = {
     "regression_min_samples": 20,
 }
 
-#: Route keys: ``rk`` per (service, endpoint), ``sk`` per service, so the DB spans carry two small
-#: integers instead of two strings (millions of rows are written and grouped).
-_ROUTES = """
-CREATE OR REPLACE TEMP TABLE th_routes AS
-SELECT row_number() OVER (ORDER BY service, endpoint)::INTEGER AS rk,
-       dense_rank() OVER (ORDER BY service)::INTEGER AS sk, service, endpoint
-FROM (SELECT DISTINCT service, endpoint FROM th_traces)
-"""
-_BASE = """
-    SELECT s.tix, s.sid, s.start_ns, s.dur_ns, s.code_h, k.op_h, r.rk, r.sk
-    FROM th_spans s
-    JOIN (SELECT key_h, op_h FROM th_keys WHERE cat = 'db' AND NOT is_truncated AND norm <> '') k
-         ON k.key_h = s.key_h
-    JOIN (SELECT t.tix, r.rk, r.sk FROM th_traces t JOIN th_routes r USING (service, endpoint)) r
-         ON r.tix = s.tix
-    WHERE s.cat = 'db'
-"""
+#: The statements' executions (see :func:`._common.window_spans`): route keys instead of strings.
+_BASE = "SELECT tix, sid, start_ns, dur_ns, code_h, op_h, rk, sk FROM th_w WHERE sq_ok"
 #: Normalised text and operation per statement (joined on the few result rows, not on every span).
 _OPS = "(SELECT DISTINCT op_h, norm, sql_op FROM th_keys WHERE cat = 'db')"
 
 
 def detect(cur, cfg) -> int:
     """Append slow and regressed statement occurrences (window: the traces in ``th_traces``)."""
-    cur.execute(_ROUTES)
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE th_db AS {_BASE}")
+    window_spans(cur)
+    cur.execute(f"CREATE OR REPLACE TEMP VIEW th_db AS {_BASE}")
     # one pass: the newest execution per (route, statement), for the regression rule's split and
     # for the evaluated groups (the absolute rule judges every execution: every statement seen is)
     cur.execute(
