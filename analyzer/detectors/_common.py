@@ -28,6 +28,7 @@ OCC_COLUMNS = (
     "span_ids",
     "code_h",
     "detail",
+    "sids",
 )
 
 
@@ -67,7 +68,7 @@ def create_buffers(cur) -> None:
         """CREATE OR REPLACE TEMP TABLE th_occ (
             kind VARCHAR, service VARCHAR, endpoint VARCHAR, pattern VARCHAR, tix UBIGINT,
             impact_ms DOUBLE, span_count INTEGER, duration_ms DOUBLE, span_ids VARCHAR[],
-            code_h UBIGINT, detail VARCHAR)"""
+            code_h UBIGINT, detail VARCHAR, sids UBIGINT[])"""
     )
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_stats (
@@ -168,6 +169,7 @@ def emit(cur, rows: list[dict]) -> int:
             ("span_ids", pa.list_(pa.string())),
             ("code_h", pa.uint64()),
             ("detail", pa.string()),
+            ("sids", pa.list_(pa.uint64())),
         ]
     )
     cur.register("th_occ_arrow", pa.table(cols, schema=schema))

@@ -135,13 +135,14 @@ def emit_repeats(cur, cfg, kind: str, impact: str, keep: str, detail: str) -> in
     ``endpoint``, ``norm`` and the ``th_src`` columns) and its route's thresholds ``g`` (``th_cfg``,
     see :func:`._common.config_table`): ``impact`` the time the run wastes in that trace (ns; stored
     as ``impact_ms``), ``keep`` the detector's rule, ``detail`` a STRUCT (stored as JSON) with the
-    kind-specific part its ``describe()`` reads back. Span ids are turned into hex in SQL.
+    kind-specific part its ``describe()`` reads back. Span ids stay UBIGINT (``th_occ.sids``) until
+    :func:`tracehound.analyzer.findings.store_occurrences` writes them as hex.
     """
     config_table(cur, cfg, kind)
     return cur.execute(
         f"""INSERT INTO th_occ
             SELECT ?, c.service, c.endpoint, c.norm, c.tix, th_ms({impact}), c.n, th_ms(c.total_ns),
-                   list_transform(c.span_ids, lambda x: th_hex(x)), c.code_h, to_json({detail})::VARCHAR
+                   NULL, c.code_h, to_json({detail})::VARCHAR, c.span_ids
             FROM (SELECT t.service, t.endpoint, k.norm, c.*, src.* EXCLUDE (tix, op_h, first_sid)
                   FROM th_cand c JOIN th_traces t ON t.tix = c.tix
                   JOIN (SELECT DISTINCT op_h, norm FROM th_keys) k ON k.op_h = c.op_h
