@@ -17,8 +17,10 @@ REPEAT_KINDS = {"n_plus_one_query", "repeated_query", "n_plus_one_cache", "n_plu
 
 
 #: Per-trace work runs over chunks of about this many spans (traces split by their hash key), so
-#: memory stays bounded (~150 bytes per span in flight) whatever the window size.
-CHUNK_SPANS = 1_500_000
+#: memory stays bounded (~150 bytes per span in flight) whatever the window size. Each chunk reads
+#: the facts' columns once (the chunk's rows are spread over the whole table), so fewer, larger
+#: chunks cost less CPU: 10 M spans in 4 chunks peak at ~1.6 GB RSS with memory_limit 1500MB.
+CHUNK_SPANS = 3_000_000
 
 
 def run_pass(

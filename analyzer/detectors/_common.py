@@ -101,8 +101,8 @@ def config_table(cur, cfg, kind: str) -> None:
 
 
 #: ``th_routes``: small integer keys per route (``rk``) and service (``sk``). ``th_w``: one narrow row
-#: per non-server span of the window with its operation (``op_h``), route keys (no strings: millions
-#: of rows) and ``sq_ok`` (a DB statement ``slow_query`` judges: not truncated, not empty). Built
+#: per non-server span of the window with its operation (``op_h = hash(cat, norm)``: it implies the
+#: category), route keys (no strings: millions of rows) and ``sq_ok`` (a DB statement ``slow_query`` judges: not truncated, not empty). Built
 #: once per pass for ``slow_query`` and ``slow_span``, which both aggregate every span's duration.
 WINDOW_SPANS_SQL = (
     """CREATE OR REPLACE TEMP TABLE th_routes AS
@@ -110,7 +110,7 @@ WINDOW_SPANS_SQL = (
               dense_rank() OVER (ORDER BY service)::INTEGER AS sk, service, endpoint
        FROM (SELECT DISTINCT service, endpoint FROM th_traces)""",
     """CREATE TEMP TABLE th_w AS
-       SELECT s.tix, s.sid, s.start_ns, s.dur_ns, s.code_h, s.cat, k.op_h, k.sq_ok, r.rk, r.sk
+       SELECT s.tix, s.sid, s.start_ns, s.dur_ns, s.code_h, k.op_h, k.sq_ok, r.rk, r.sk
        FROM th_spans s
        JOIN (SELECT key_h, op_h, cat = 'db' AND NOT is_truncated AND norm <> '' AS sq_ok FROM th_keys) k
             ON k.key_h = s.key_h

@@ -79,8 +79,8 @@ def find_repeats(
     ``per_params=False``: key (trace, anchor, op) and keep groups with at least ``min_distinct``
     distinct parameter sets. ``per_params=True``: key (trace, op, parameters) over the whole trace and
     keep groups run at least ``min_distinct`` times. ``th_cand`` columns: tix, op_h, n, n_distinct,
-    total_ns, max_ns, first_start, last_end, span_ids (UBIGINT[], by start), code_h, orm_rel,
-    orm_uselist, first_pid, first_sid. ``th_src`` (empty unless ``with_source``): per group
+    total_ns, max_ns, first_start, last_end, span_ids (UBIGINT[], by start), code_h, and (NULL unless
+    ``with_source``) orm_rel, orm_uselist, first_pid, first_sid. ``th_src`` (empty unless ``with_source``): per group
     (tix, op_h, first_sid) its source_norm, source_sid, and source_rel / source_uselist (the ORM
     lazy load the source span itself was, if any). :func:`emit_repeats` turns the groups that pass a
     detector's thresholds into occurrences.
@@ -89,6 +89,13 @@ def find_repeats(
     # every span of a per-params group has the same parameters
     n_distinct = "1" if per_params else "count(DISTINCT d.params_e)"
     having = "count(*)" if per_params else n_distinct
+    # the ORM and first-span columns only feed the source search and the N+1 query detail
+    orm = (
+        """mode(d.orm_rel) AS orm_rel, bool_or(d.orm_uselist) AS orm_uselist,
+           arg_min(d.pid, d.start_ns) AS first_pid, arg_min(d.sid, d.start_ns) AS first_sid"""
+        if with_source
+        else "NULL::VARCHAR AS orm_rel, NULL::BOOLEAN AS orm_uselist, NULL::UBIGINT AS first_pid, NULL::UBIGINT AS first_sid"
+    )
     # Phase 1: cheap counts on the single key (most groups are too small); phase 2: the distinct
     # parameters and the heavy aggregates (lists, modes) only for the groups left.
     cur.execute(
@@ -100,8 +107,7 @@ def find_repeats(
                {n_distinct} AS n_distinct,
                sum(d.dur_ns) AS total_ns, max(d.dur_ns) AS max_ns, min(d.start_ns) AS first_start,
                max(d.end_ns) AS last_end, list(d.sid ORDER BY d.start_ns) AS span_ids,
-               mode(d.code_h) AS code_h, mode(d.orm_rel) AS orm_rel, bool_or(d.orm_uselist) AS orm_uselist,
-               arg_min(d.pid, d.start_ns) AS first_pid, arg_min(d.sid, d.start_ns) AS first_sid
+               mode(d.code_h) AS code_h, {orm}
         FROM d GROUP BY d.{gk} HAVING {having} >= ?
         """,
         [min_distinct, min_distinct],

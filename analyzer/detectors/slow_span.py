@@ -30,14 +30,14 @@ DEFAULTS = {
 def detect(cur, cfg) -> int:
     """Append outlier-span occurrences (window and baseline: the traces in ``th_traces``)."""
     window_spans(cur)
-    # op_h = hash(cat, norm): one text per operation, joined after the aggregation
+    # op_h = hash(cat, norm): one category and text per operation, joined after the aggregation
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_span_base AS
-           SELECT r.service, b.*, o.norm FROM (
-               SELECT sk, cat, op_h, median(dur_ns) AS med, count(*) AS n
-               FROM th_w GROUP BY sk, cat, op_h HAVING count(*) >= ?) b
+           SELECT r.service, b.*, o.cat, o.norm FROM (
+               SELECT sk, op_h, median(dur_ns) AS med, count(*) AS n
+               FROM th_w GROUP BY sk, op_h HAVING count(*) >= ?) b
            JOIN (SELECT DISTINCT sk, service FROM th_routes) r USING (sk)
-           JOIN (SELECT DISTINCT op_h, norm FROM th_keys) o USING (op_h)""",
+           JOIN (SELECT DISTINCT op_h, cat, norm FROM th_keys) o USING (op_h)""",
         [cfg.loosest(NAME, "min_samples")],
     )
     # every operation with a baseline was judged (on every route): its old occurrences get replaced
@@ -51,7 +51,7 @@ def detect(cur, cfg) -> int:
                    any_value(b.med), any_value(b.n), count(*), sum(s.dur_ns), sum(s.dur_ns - b.med),
                    list({hex_sid("s.sid")}), mode(s.code_h), max(s.dur_ns)
             FROM (SELECT * FROM th_w WHERE dur_ns - ? >= ?) s
-            JOIN th_span_base b ON b.sk = s.sk AND b.cat = s.cat AND b.op_h = s.op_h
+            JOIN th_span_base b ON b.sk = s.sk AND b.op_h = s.op_h
             JOIN th_routes r ON r.rk = s.rk
             WHERE s.dur_ns >= b.med * ? AND s.dur_ns - b.med >= ?
             GROUP BY s.rk, s.tix, b.cat, b.op_h""",
