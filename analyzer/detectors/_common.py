@@ -1,8 +1,12 @@
 """Helpers shared by the detectors: the occurrence buffer ``th_occ`` and small SQL snippets.
 
-Every detector appends rows to the TEMP table ``th_occ``: one row per (problem, trace). The
-findings step (:mod:`tracehound.analyzer.findings`) turns them into ``finding_occurrences`` rows and
-merges them into ``findings`` keyed by ``fingerprint(kind, service, endpoint, pattern)``.
+Every detector appends rows to the TEMP table ``th_occ``: one row per (problem, trace), with its
+span ids either as hex strings (``span_ids``, detectors that build few rows in Python with
+:func:`emit`) or as UBIGINTs (``sids``, the N+1 family, built in SQL; turned into hex only when
+stored). The findings step (:mod:`tracehound.analyzer.findings`) turns them into
+``finding_occurrences`` rows and merges them into ``findings`` keyed by
+``fingerprint(kind, service, endpoint, pattern)``. Thresholds are resolved per route in Python once
+(:func:`config_table`) and joined in SQL, so no detector goes through Python once per row.
 Detectors with window-level statistics (percentiles, ratios) also append one row per problem to
 ``th_stats`` (``stats`` JSON), stored in ``finding_patterns``.
 
