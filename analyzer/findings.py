@@ -61,7 +61,7 @@ WITH fp AS (
            sha256(concat_ws(chr(31), kind, service, endpoint, pattern)) AS fingerprint
     FROM (SELECT DISTINCT kind, service, endpoint, pattern FROM th_occ)
 )
-SELECT fp.fingerprint, o.* EXCLUDE (span_ids), o.rowid AS occ_row,
+SELECT fp.fingerprint, o.* EXCLUDE (span_ids, sids), o.rowid AS occ_row,
        t.trace_id, t.ts, c.filepath, c.lineno, c.function
 FROM th_occ o JOIN fp ON fp.kind = o.kind AND fp.service = o.service AND fp.endpoint = o.endpoint
      AND fp.pattern = o.pattern
@@ -146,7 +146,8 @@ def store_occurrences(cur) -> None:
            (finding_id, trace_id, "timestamp", impact_ms, span_count, duration_ms, span_ids,
             code_filepath, code_lineno, code_function, detail)
            SELECT left(o2.fingerprint, 16), o2.trace_id, o2.ts, o2.impact_ms, o2.span_count, o2.duration_ms,
-                  o.span_ids, o2.filepath, o2.lineno, o2.function, o2.detail
+                  coalesce(o.span_ids, list_transform(o.sids, lambda x: th_hex(x))), o2.filepath, o2.lineno,
+                  o2.function, o2.detail
            FROM th_occ2 o2 JOIN th_occ o ON o.rowid = o2.occ_row"""
     )
     cur.execute(

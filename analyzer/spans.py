@@ -1,17 +1,16 @@
 """Selecting traces and loading their spans' facts for one analysis pass.
 
-Builds connection-local TEMP tables that every detector reads (run on one cursor), all from the
+Builds connection-local TEMP tables and views that every detector reads (run on one cursor), all from the
 span facts of :mod:`tracehound.analyzer.derive` (never from ``SpanAttributes``):
 
 ``th_traces``  one row per analysed trace: ``tix`` (the 64-bit hash of the trace id), ``trace_id``,
                ``service``, ``endpoint`` (``http.route`` of the root server span, ``''`` without one),
                ``http_method``, ``http_status_code``, ``start_ns``, ``ts``, ``duration_ns``, ``is_error``,
                ``root_sid``. The root is the earliest ``Server`` span of the trace.
-``th_spans``   one narrow row per span of those traces: ``tix``, ``sid``/``pid`` (span / parent id as
-               UBIGINT, 0 = no parent), ``pk``/``ppk`` (one-column keys of (trace, span) and
-               (trace, parent): fast joins and partitions), ``start_ns``, ``end_ns``, ``dur_ns``, ``cat``,
-               ``key_h`` (hash of the raw operation), ``params_h``, ``code_h``, ``cache_hit``, ORM
-               lazy-load info. A table (per-trace phase) or a view (windowed phase).
+``th_spans``   one narrow row per span of those traces: ``tix``, ``rid``, ``sid``/``pid`` (span / parent id
+               as UBIGINT, 0 = no parent), ``start_ns``, ``end_ns``, ``dur_ns``, ``cat``, ``key_h`` (hash
+               of the raw operation), ``params_h``, ``code_h``, ``cache_hit``, ORM lazy-load info,
+               ``is_error``/``new_conn`` (view only). A table (per-trace phase) or a view (windowed phase).
 ``th_keys``    view of ``span_keys``: per distinct raw operation its normalised form (``norm``),
                ``op_h`` (hash of the normalised form: spans with equal ``op_h`` do the same thing), flags.
 ``th_code``    view of ``span_code`` (``code_h`` -> filepath, lineno, function).
@@ -86,12 +85,14 @@ def select_traces(
     return cur.execute("SELECT count(*) FROM th_traces").fetchall()[0][0]
 
 
-def load_spans(cur, min_rowid: int | None = None, view: bool = False, tix_range=None) -> int | None:
+def load_spans(cur, min_rowid: int | None = None, view: bool = False, tix_range=None) -> None:
     """Create ``th_spans`` (the facts of the spans of the traces in ``th_traces``) and the views
     ``th_keys`` / ``th_code`` over the persistent dictionaries.
 
     ``view=True`` makes ``th_spans`` a view (nothing materialised; for the windowed detectors, which
-    read a few columns of many spans) and returns None; otherwise returns the span count.
+    read a few columns of many spans once or twice). Otherwise it is a TEMP table: the per-trace
+    phase reads each chunk's spans several times, and a view would decompress every column of
+    ``span_facts`` again for each read (the chunk's rows are spread over the whole table).
     ``tix_range`` ``(lo, hi)``: only traces whose key is in that inclusive range (a cheap filter
     applied before the semi join; the chunked per-trace phase passes its chunk's range).
     """
@@ -107,17 +108,19 @@ def load_spans(cur, min_rowid: int | None = None, view: bool = False, tix_range=
     ).fetchall()[0][0]
     if kind is not None:
         cur.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} th_spans")
+    # a table holds only what the per-trace phase reads (every column costs ~0.15 CPU-s per 10 M
+    # spans to write); end_ns is computed by the view, stored by the table
+    cols = (
+        "f.is_error, f.new_conn, f.start_ns + f.dur_ns AS end_ns"
+        if view
+        else "f.start_ns + f.dur_ns AS end_ns"
+    )
     cur.execute(
         f"""
         CREATE TEMP {"VIEW" if view else "TABLE"} th_spans AS
-        SELECT f.trace_h AS tix, f.rid, f.sid, f.pid, hash(f.trace_h, f.sid) AS pk,
-               CASE WHEN f.pid <> 0 THEN hash(f.trace_h, f.pid) END AS ppk,
-               f.start_ns, f.dur_ns, f.start_ns + f.dur_ns AS end_ns,
-               f.cat, f.key_h, f.params_h, f.code_h, f.cache_hit, f.orm_rel, f.orm_uselist, f.is_error, f.new_conn
+        SELECT f.trace_h AS tix, f.rid, f.sid, f.pid, f.start_ns, f.dur_ns, f.cat, f.key_h, f.params_h,
+               f.code_h, f.cache_hit, f.orm_rel, f.orm_uselist, {cols}
         FROM span_facts f SEMI JOIN th_traces t ON f.trace_h = t.tix
         WHERE true {rowid_filter}
         """
     )
-    if view:
-        return None
-    return cur.execute("SELECT count(*) FROM th_spans").fetchall()[0][0]

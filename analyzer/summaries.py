@@ -18,24 +18,46 @@ from __future__ import annotations
 #: Time covered by children, per trace and category of the PARENT: the union length of each
 #: parent's children clipped to the parent. Sorted by start, each child adds only what lies beyond
 #: the latest end before it. Summed per (trace, parent category) directly: no per-span table.
+#: Clipping commutes with the union (the union of clipped children is the clipped union), so the
+#: union is first taken over the UNCLIPPED children, grouped by their parent id alone (no join of
+#: every child with its parent); only parents with a child sticking out of them (rare: clock skew,
+#: async work outliving its parent) are recomputed with each child clipped.
 COVERED_SQL = """
 CREATE OR REPLACE TEMP TABLE th_cov AS
-WITH ch AS (
-    SELECT c.ppk, p.tix, p.cat AS pcat, greatest(c.start_ns, p.start_ns) AS s, least(c.end_ns, p.end_ns) AS e
-    FROM th_spans c JOIN th_spans p ON c.ppk = p.pk
-    WHERE c.end_ns > p.start_ns AND c.start_ns < p.end_ns
+WITH w AS (
+    SELECT tix, pid, start_ns AS s, end_ns AS e,
+           max(end_ns) OVER (PARTITION BY tix, pid ORDER BY start_ns, end_ns
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_e
+    FROM th_spans WHERE pid <> 0
 ),
-w AS (
-    SELECT tix, pcat, s, e, max(e) OVER (PARTITION BY ppk ORDER BY s, e
+u AS (
+    SELECT tix, pid, sum(greatest(e - greatest(s, coalesce(prev_e, s)), 0)) AS cov, min(s) AS s0, max(e) AS e1
+    FROM w GROUP BY tix, pid
+),
+pu AS (
+    SELECT u.*, p.cat AS pcat, p.start_ns AS ps, p.end_ns AS pe, u.s0 >= p.start_ns AND u.e1 <= p.end_ns AS inside
+    FROM u JOIN th_spans p ON p.tix = u.tix AND p.sid = u.pid
+),
+ch AS (
+    SELECT c.tix, c.pid, o.pcat, greatest(c.start_ns, o.ps) AS s, least(c.end_ns, o.pe) AS e
+    FROM th_spans c JOIN (SELECT * FROM pu WHERE NOT inside) o ON c.tix = o.tix AND c.pid = o.pid
+    WHERE c.end_ns > o.ps AND c.start_ns < o.pe
+),
+w2 AS (
+    SELECT tix, pcat, s, e, max(e) OVER (PARTITION BY tix, pid ORDER BY s, e
                                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_e
     FROM ch
+),
+covs AS (
+    SELECT tix, pcat, cov FROM pu WHERE inside
+    UNION ALL
+    SELECT tix, pcat, greatest(e - greatest(s, coalesce(prev_e, s)), 0) FROM w2
 )
 SELECT tix,
        sum(cov) FILTER (WHERE pcat IN ('db', 'connect')) AS db, sum(cov) FILTER (WHERE pcat = 'cache') AS cache,
        sum(cov) FILTER (WHERE pcat = 'http') AS http, sum(cov) FILTER (WHERE pcat = 'template') AS template,
        sum(cov) FILTER (WHERE pcat IN ('server', 'other')) AS self
-FROM (SELECT tix, pcat, greatest(e - greatest(s, coalesce(prev_e, s)), 0) AS cov FROM w)
-GROUP BY tix
+FROM covs GROUP BY tix
 """
 
 #: Exclusive time of a category = its spans' durations minus what their children cover (a child

@@ -1,8 +1,12 @@
 """Helpers shared by the detectors: the occurrence buffer ``th_occ`` and small SQL snippets.
 
-Every detector appends rows to the TEMP table ``th_occ``: one row per (problem, trace). The
-findings step (:mod:`tracehound.analyzer.findings`) turns them into ``finding_occurrences`` rows and
-merges them into ``findings`` keyed by ``fingerprint(kind, service, endpoint, pattern)``.
+Every detector appends rows to the TEMP table ``th_occ``: one row per (problem, trace), with its
+span ids either as hex strings (``span_ids``, detectors that build few rows in Python with
+:func:`emit`) or as UBIGINTs (``sids``, the N+1 family, built in SQL; turned into hex only when
+stored). The findings step (:mod:`tracehound.analyzer.findings`) turns them into
+``finding_occurrences`` rows and merges them into ``findings`` keyed by
+``fingerprint(kind, service, endpoint, pattern)``. Thresholds are resolved per route in Python once
+(:func:`config_table`) and joined in SQL, so no detector goes through Python once per row.
 Detectors with window-level statistics (percentiles, ratios) also append one row per problem to
 ``th_stats`` (``stats`` JSON), stored in ``finding_patterns``.
 
@@ -28,21 +32,47 @@ OCC_COLUMNS = (
     "span_ids",
     "code_h",
     "detail",
+    "sids",
 )
 
 
 def hex_sid(col: str) -> str:
     """SQL turning a UBIGINT span id back into 16 lowercase hex chars."""
-    return f"lpad(lower(hex({col})), 16, '0')"
+    return f"th_hex({col})"
+
+
+#: SQL macros: ``th_ms(ns)`` is :func:`ms` in SQL, bit for bit (Python's ``round(x, 3)`` rounds the
+#: double's EXACT value half-to-even; DuckDB's ``round(x, 3)`` computes ``round(x * 1000) / 1000`` in
+#: floating point and differs on ~1 in 10 values near a tie). ``th_r3`` takes the nearest multiple
+#: ``m0`` of 0.001 as DuckDB finds it, then checks the exact distance to ``m0 +- 0.5`` with Dekker's
+#: split (``hi`` and ``lo`` have <= 26 significant bits each, so ``* 1000`` is exact and the sign of
+#: the sum is the sign of the exact difference) and moves ``m0`` by one when it was wrong.
+#: ``th_hex(sid)`` is a UBIGINT span id as 16 lowercase hex chars.
+MACROS = (
+    """CREATE OR REPLACE TEMP MACRO th_r3_pick(m0, up, dn) AS (CASE
+        WHEN up > 0 OR (up = 0 AND m0 % 2 <> 0) THEN m0 + 1
+        WHEN dn < 0 OR (dn = 0 AND m0 % 2 <> 0) THEN m0 - 1 ELSE m0 END) / 1000::DOUBLE""",
+    """CREATE OR REPLACE TEMP MACRO th_r3_fix(d, m0, c) AS th_r3_pick(m0,
+        ((c - (c - d)) * 1000::DOUBLE - (m0 + 0.5::DOUBLE)) + (d - (c - (c - d))) * 1000::DOUBLE,
+        ((c - (c - d)) * 1000::DOUBLE - (m0 - 0.5::DOUBLE)) + (d - (c - (c - d))) * 1000::DOUBLE)""",
+    """CREATE OR REPLACE TEMP MACRO th_r3(d) AS
+        th_r3_fix(d::DOUBLE, round(d::DOUBLE * 1000::DOUBLE), d::DOUBLE * 134217729::DOUBLE)""",
+    "CREATE OR REPLACE TEMP MACRO th_ms(ns) AS th_r3(coalesce(ns, 0)::DOUBLE / 1e6::DOUBLE)",
+    "CREATE OR REPLACE TEMP MACRO th_hex(sid) AS lpad(lower(hex(sid)), 16, '0')",
+)
 
 
 def create_buffers(cur) -> None:
-    """(Re)create the empty ``th_occ`` and ``th_stats`` buffers for one analysis pass."""
+    """(Re)create the empty ``th_occ`` and ``th_stats`` buffers (and the :data:`MACROS`) for one
+    analysis pass."""
+    for sql in MACROS:
+        cur.execute(sql)
+    cur.execute("DROP TABLE IF EXISTS th_w")
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_occ (
             kind VARCHAR, service VARCHAR, endpoint VARCHAR, pattern VARCHAR, tix UBIGINT,
             impact_ms DOUBLE, span_count INTEGER, duration_ms DOUBLE, span_ids VARCHAR[],
-            code_h UBIGINT, detail VARCHAR)"""
+            code_h UBIGINT, detail VARCHAR, sids UBIGINT[])"""
     )
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_stats (
@@ -52,6 +82,57 @@ def create_buffers(cur) -> None:
         """CREATE OR REPLACE TEMP TABLE th_eval (
             kind VARCHAR, service VARCHAR, endpoint VARCHAR, pattern VARCHAR)"""
     )
+
+
+def config_table(cur, cfg, kind: str) -> None:
+    """``th_cfg``: the thresholds of ``kind`` (``enabled`` and every ``DEFAULTS`` key) per distinct
+    ``(service, endpoint)`` of ``th_traces``, resolved once per pair (overrides included), so the
+    detectors filter their groups in SQL (join on ``service``, ``endpoint``) instead of per row."""
+    import pyarrow as pa
+
+    pairs = cur.execute("SELECT DISTINCT service, endpoint FROM th_traces").fetchall()
+    keys = list(cfg.get(kind))
+    cols = {"service": [p[0] for p in pairs], "endpoint": [p[1] for p in pairs]}
+    for k in keys:
+        cols[k] = [cfg.get(kind, p[0], p[1])[k] for p in pairs]
+    types = {"service": pa.string(), "endpoint": pa.string()}
+    table = pa.table({k: pa.array(v, types.get(k)) for k, v in cols.items()})
+    cur.register("th_cfg_arrow", table)
+    try:
+        cur.execute("CREATE OR REPLACE TEMP TABLE th_cfg AS SELECT * FROM th_cfg_arrow")
+    finally:
+        cur.unregister("th_cfg_arrow")
+
+
+#: ``th_routes``: small integer keys per route (``rk``) and service (``sk``). ``th_w``: one narrow row
+#: per non-server span of the window with its operation (``op_h = hash(cat, norm)``: it implies the
+#: category), route keys (no strings: millions of rows) and ``sq_ok`` (a DB statement ``slow_query`` judges: not truncated, not empty). Built
+#: once per pass for ``slow_query`` and ``slow_span``, which both aggregate every span's duration.
+WINDOW_SPANS_SQL = (
+    """CREATE OR REPLACE TEMP TABLE th_routes AS
+       SELECT row_number() OVER (ORDER BY service, endpoint)::INTEGER AS rk,
+              dense_rank() OVER (ORDER BY service)::INTEGER AS sk, service, endpoint
+       FROM (SELECT DISTINCT service, endpoint FROM th_traces)""",
+    """CREATE TEMP TABLE th_w AS
+       SELECT s.tix, s.sid, s.start_ns, s.dur_ns, s.code_h, k.op_h, k.sq_ok, r.rk, r.sk
+       FROM th_spans s
+       JOIN (SELECT key_h, op_h, cat = 'db' AND NOT is_truncated AND norm <> '' AS sq_ok FROM th_keys) k
+            ON k.key_h = s.key_h
+       JOIN (SELECT t.tix, r.rk, r.sk FROM th_traces t JOIN th_routes r USING (service, endpoint)) r
+            ON r.tix = s.tix
+       WHERE s.cat <> 'server'""",
+)
+
+
+def window_spans(cur) -> None:
+    """Create ``th_routes`` and ``th_w`` (see :data:`WINDOW_SPANS_SQL`) unless this pass already did;
+    :func:`create_buffers` drops them at the start of every pass."""
+    if cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'th_w' AND temporary").fetchall()[
+        0
+    ][0]:
+        return
+    for sql in WINDOW_SPANS_SQL:
+        cur.execute(sql)
 
 
 def mark_evaluated(cur, kind: str, groups) -> None:
@@ -70,8 +151,8 @@ def mark_evaluated(cur, kind: str, groups) -> None:
 def emit(cur, rows: list[dict]) -> int:
     """Append occurrence dicts (keys: ``OCC_COLUMNS``; ``detail`` a dict) to ``th_occ``.
 
-    A row with a ``cand_id`` (from :func:`._repeats.find_repeats`) takes its ``span_ids`` from that
-    row of ``th_cand`` (UBIGINT[] turned into hex here, in SQL: large id lists never go through Python).
+    For detectors with few occurrences; the N+1 family builds its occurrences in SQL
+    (:func:`._repeats.emit_repeats`).
     """
     if not rows:
         return 0
@@ -79,7 +160,6 @@ def emit(cur, rows: list[dict]) -> int:
 
     cols = {c: [r.get(c) for r in rows] for c in OCC_COLUMNS}
     cols["detail"] = [json.dumps(d or {}, sort_keys=True, default=str) for d in cols["detail"]]
-    cols["cand_id"] = [r.get("cand_id") for r in rows]
     schema = pa.schema(
         [
             ("kind", pa.string()),
@@ -93,21 +173,12 @@ def emit(cur, rows: list[dict]) -> int:
             ("span_ids", pa.list_(pa.string())),
             ("code_h", pa.uint64()),
             ("detail", pa.string()),
-            ("cand_id", pa.int64()),
+            ("sids", pa.list_(pa.uint64())),
         ]
     )
     cur.register("th_occ_arrow", pa.table(cols, schema=schema))
     try:
-        if any(c is not None for c in cols["cand_id"]):
-            cur.execute(
-                f"""INSERT INTO th_occ
-                    SELECT o.* EXCLUDE (span_ids, code_h, detail, cand_id),
-                           coalesce(o.span_ids, list_transform(c.span_ids, lambda x: {hex_sid("x")})),
-                           o.code_h, o.detail
-                    FROM th_occ_arrow o LEFT JOIN th_cand c ON c.rowid = o.cand_id"""
-            )
-        else:
-            cur.execute("INSERT INTO th_occ SELECT * EXCLUDE (cand_id) FROM th_occ_arrow")
+        cur.execute("INSERT INTO th_occ SELECT * FROM th_occ_arrow")
     finally:
         cur.unregister("th_occ_arrow")
     return len(rows)

@@ -13,7 +13,7 @@ text as the parameters; otherwise every execution is assumed to have distinct pa
 
 from __future__ import annotations
 
-from ._common import hex_sid, ms
+from ._common import config_table, hex_sid
 
 ANCHOR_SQL = """
 CREATE OR REPLACE TEMP TABLE th_anchor AS
@@ -24,101 +24,136 @@ SELECT tix, sid, pid AS anchor FROM (
 """
 
 
-def build_anchors(cur) -> None:
-    """Create ``th_anchor`` (iteration spans -> the span that holds the loop)."""
+def build_anchors(cur, modules) -> None:
+    """Create ``th_anchor`` (iteration spans -> the span that holds the loop) and ``th_rep``: ONE
+    narrow row per span that any of the repeat detectors ``modules`` looks at, with a boolean column
+    per detector (named after it) saying whether that detector groups the span. One pass over the
+    spans serves all of them (``n_plus_one_query`` and ``repeated_query`` read the same DB spans).
+
+    Each module declares ``CATEGORY`` (span category), ``KEY_FILTER`` (SQL over the operation's
+    ``span_keys`` row ``k``: evaluated once per distinct operation, never per span) and optionally
+    ``NEEDS_PARAMS`` (SQL over ``k``: the span then also needs a ``tracehound.db.params_hash``).
+
+    Columns: tix, sid, pid, anchor, start_ns, end_ns, dur_ns, op_h, code_h, orm_rel, orm_uselist,
+    params_e (``tracehound.db.params_hash``; else the literal text's key for raw SQL with literals;
+    else unique per span: unknown parameters are taken as distinct), the group keys
+    ``gk_anchor = hash(tix, anchor, op_h)`` and ``gk_params = hash(tix, op_h, params_e)``, and the flags.
+    """
     cur.execute(ANCHOR_SQL)
+    key_flags = ", ".join(
+        f"(k.cat = '{m.CATEGORY}' AND ({m.KEY_FILTER})) AS {m.NAME}, "
+        f"({getattr(m, 'NEEDS_PARAMS', 'false')}) AS {m.NAME}_np"
+        for m in modules
+    )
+    cur.execute(
+        f"""CREATE OR REPLACE TEMP TABLE th_rkeys AS SELECT * FROM (
+                SELECT k.key_h, k.op_h, k.has_literals, {key_flags} FROM th_keys k
+            ) WHERE {" OR ".join(m.NAME for m in modules)}"""
+    )
+    flags = ", ".join(
+        f"k.{m.NAME} AND (NOT k.{m.NAME}_np OR s.params_h IS NOT NULL) AS {m.NAME}" for m in modules
+    )
+    # One 64-bit group key instead of three columns: DuckDB aggregates and joins on a single UBIGINT
+    # several times faster than on a composite key (a collision needs 2^32 groups to be likely).
+    cur.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE th_rep AS
+        SELECT hash(tix, anchor, op_h) AS gk_anchor, hash(tix, op_h, params_e) AS gk_params, * FROM (
+            SELECT s.tix, s.sid, s.pid, coalesce(a.anchor, s.pid) AS anchor, s.start_ns, s.end_ns,
+                   s.dur_ns, k.op_h, s.code_h, s.orm_rel, s.orm_uselist,
+                   coalesce(s.params_h, CASE WHEN k.has_literals THEN s.key_h END, hash(s.rid)) AS params_e,
+                   {flags}
+            FROM th_spans s JOIN th_rkeys k ON k.key_h = s.key_h
+            LEFT JOIN th_anchor a ON a.tix = s.tix AND a.sid = s.pid
+        ) WHERE {" OR ".join(m.NAME for m in modules)}
+        """
+    )
 
 
 def find_repeats(
-    cur, cat: str, min_distinct: int, *, per_params: bool = False, where: str = "", with_source: bool = False
-) -> list[dict]:
-    """Groups of spans of category ``cat`` doing the same operation in one trace (see module doc).
+    cur, kind: str, min_distinct: int, *, per_params: bool = False, with_source: bool = False
+) -> None:
+    """Groups of the spans of ``th_rep`` flagged for ``kind`` doing the same operation in one trace
+    (see module doc), into the TEMP table ``th_cand`` (nothing goes through Python).
 
     ``per_params=False``: key (trace, anchor, op) and keep groups with at least ``min_distinct``
     distinct parameter sets. ``per_params=True``: key (trace, op, parameters) over the whole trace and
-    keep groups run at least ``min_distinct`` times. ``where`` adds SQL conditions on spans ``s`` and
-    keys ``k``. Returns dicts with service, endpoint, tix, norm, n, n_distinct, total_ns, max_ns,
-    first/last times, code_h, orm_rel, orm_uselist (and with ``with_source``: source_norm, source_sid,
-    source_rel and source_uselist, the ORM lazy load the source span itself was, if any), and ``cand_id``:
-    the group's row in ``th_cand``, whose ``span_ids`` (UBIGINT[], by start) never travel through
-    Python: pass ``"cand_id"`` in the occurrence and :func:`._common.emit` joins them in.
+    keep groups run at least ``min_distinct`` times. ``th_cand`` columns: tix, op_h, n, n_distinct,
+    total_ns, max_ns, first_start, last_end, span_ids (UBIGINT[], by start), code_h, and (NULL unless
+    ``with_source``) orm_rel, orm_uselist, first_pid, first_sid. ``th_src`` (empty unless ``with_source``): per group
+    (tix, op_h, first_sid) its source_norm, source_sid, and source_rel / source_uselist (the ORM
+    lazy load the source span itself was, if any). :func:`emit_repeats` turns the groups that pass a
+    detector's thresholds into occurrences.
     """
-    # One 64-bit group key instead of three columns: DuckDB aggregates and joins on a single UBIGINT
-    # several times faster than on a composite key (a collision needs 2^32 groups to be likely).
-    gk = "hash(tix, op_h, params_e)" if per_params else "hash(tix, anchor, op_h)"
-    having = "count(*)" if per_params else "count(DISTINCT d.params_e)"
-    cur.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE th_d AS
-        SELECT {gk} AS gk, * FROM (
-            SELECT s.tix, s.sid, s.pid, coalesce(a.anchor, s.pid) AS anchor, s.start_ns, s.end_ns,
-                   s.dur_ns, k.op_h, s.code_h, s.orm_rel, s.orm_uselist,
-                   coalesce(s.params_h, CASE WHEN k.has_literals THEN s.key_h END, hash(s.rid)) AS params_e
-            FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h
-            LEFT JOIN th_anchor a ON a.tix = s.tix AND a.sid = s.pid
-            WHERE s.cat = ? {where}
-        )
-        """,
-        [cat],
+    gk = "gk_params" if per_params else "gk_anchor"
+    # every span of a per-params group has the same parameters
+    n_distinct = "1" if per_params else "count(DISTINCT d.params_e)"
+    having = "count(*)" if per_params else n_distinct
+    # the ORM and first-span columns only feed the source search and the N+1 query detail
+    orm = (
+        """mode(d.orm_rel) AS orm_rel, bool_or(d.orm_uselist) AS orm_uselist,
+           arg_min(d.pid, d.start_ns) AS first_pid, arg_min(d.sid, d.start_ns) AS first_sid"""
+        if with_source
+        else "NULL::VARCHAR AS orm_rel, NULL::BOOLEAN AS orm_uselist, NULL::UBIGINT AS first_pid, NULL::UBIGINT AS first_sid"
     )
     # Phase 1: cheap counts on the single key (most groups are too small); phase 2: the distinct
     # parameters and the heavy aggregates (lists, modes) only for the groups left.
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE th_cand AS
-        WITH g0 AS (SELECT gk FROM th_d GROUP BY gk HAVING count(*) >= ?),
-        d AS (SELECT * FROM th_d SEMI JOIN g0 USING (gk))
-        SELECT any_value(d.tix) AS tix, any_value(d.anchor) AS anchor, any_value(d.op_h) AS op_h,
-               any_value(d.params_e) AS params_e, any_value(k.norm) AS norm, count(*) AS n,
-               count(DISTINCT d.params_e) AS n_distinct,
+        WITH g0 AS (SELECT {gk} FROM th_rep WHERE {kind} GROUP BY {gk} HAVING count(*) >= ?),
+        d AS (SELECT * FROM th_rep SEMI JOIN g0 USING ({gk}) WHERE {kind})
+        SELECT any_value(d.tix) AS tix, any_value(d.op_h) AS op_h, count(*) AS n,
+               {n_distinct} AS n_distinct,
                sum(d.dur_ns) AS total_ns, max(d.dur_ns) AS max_ns, min(d.start_ns) AS first_start,
                max(d.end_ns) AS last_end, list(d.sid ORDER BY d.start_ns) AS span_ids,
-               mode(d.code_h) AS code_h, mode(d.orm_rel) AS orm_rel, bool_or(d.orm_uselist) AS orm_uselist,
-               arg_min(d.pid, d.start_ns) AS first_pid, arg_min(d.sid, d.start_ns) AS first_sid
-        FROM d JOIN (SELECT DISTINCT op_h, norm FROM th_keys) k ON k.op_h = d.op_h
-        GROUP BY d.gk HAVING {having} >= ?
+               mode(d.code_h) AS code_h, {orm}
+        FROM d GROUP BY d.{gk} HAVING {having} >= ?
         """,
         [min_distinct, min_distinct],
     )
-    source_cols, source_join = "", ""
-    if with_source:
-        source_cols = ", src.source_norm, src.source_sid, src.source_orm.rel AS source_rel, src.source_orm.uselist AS source_uselist"
-        source_join = f"""LEFT JOIN (
-            SELECT c.tix, c.op_h, c.first_sid, arg_max(k.norm, s.start_ns) AS source_norm,
-                   arg_max({hex_sid("s.sid")}, s.start_ns) AS source_sid,
-                   arg_max({{'rel': s.orm_rel, 'uselist': s.orm_uselist}}, s.start_ns) AS source_orm
-            FROM th_cand c JOIN th_spans s ON s.tix = c.tix AND s.pid = c.first_pid AND s.cat = ?
-                 AND s.start_ns <= c.first_start AND s.sid <> c.first_sid
-            JOIN th_keys k ON k.key_h = s.key_h AND k.op_h <> c.op_h
-            GROUP BY c.tix, c.op_h, c.first_sid
-        ) src ON src.tix = c.tix AND src.op_h = c.op_h AND src.first_sid = c.first_sid"""
-    rel = cur.execute(
-        f"""SELECT t.service, t.endpoint, c.* EXCLUDE (span_ids), c.rowid AS cand_id{source_cols}
-            FROM th_cand c JOIN th_traces t ON t.tix = c.tix {source_join}""",
-        [cat] if with_source else [],
+    if not with_source:
+        cur.execute(
+            """CREATE OR REPLACE TEMP TABLE th_src (tix UBIGINT, op_h UBIGINT, first_sid UBIGINT,
+               source_norm VARCHAR, source_sid VARCHAR, source_rel VARCHAR, source_uselist BOOLEAN)"""
+        )
+        return
+    cur.execute(
+        f"""CREATE OR REPLACE TEMP TABLE th_src AS
+            SELECT tix, op_h, first_sid, source_norm, source_sid, source_orm.rel AS source_rel,
+                   source_orm.uselist AS source_uselist
+            FROM (
+                SELECT c.tix, c.op_h, c.first_sid, arg_max(k.norm, s.start_ns) AS source_norm,
+                       arg_max({hex_sid("s.sid")}, s.start_ns) AS source_sid,
+                       arg_max({{'rel': s.orm_rel, 'uselist': s.orm_uselist}}, s.start_ns) AS source_orm
+                FROM th_cand c JOIN th_spans s ON s.tix = c.tix AND s.pid = c.first_pid AND s.cat = 'db'
+                     AND s.start_ns <= c.first_start AND s.sid <> c.first_sid
+                JOIN th_keys k ON k.key_h = s.key_h AND k.op_h <> c.op_h
+                GROUP BY c.tix, c.op_h, c.first_sid
+            )"""
     )
-    names = [d[0] for d in rel.description]
-    return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
 
 
-def occurrence(kind: str, r: dict, impact_ns: float, detail: dict) -> dict:
-    """One ``th_occ`` row for a run ``r`` returned by :func:`find_repeats`.
+def emit_repeats(cur, cfg, kind: str, impact: str, keep: str, detail: str) -> int:
+    """Append to ``th_occ`` one occurrence per group of ``th_cand`` that passes ``keep``.
 
-    ``impact_ns`` is the time the run wastes in that trace (ns; stored as ``impact_ms``);
-    ``detail`` is the kind-specific part its ``describe()`` reads back. Span ids stay in SQL
-    (``cand_id``) until the occurrences are stored.
+    ``impact``, ``keep`` and ``detail`` are SQL over the group ``c`` (``th_cand`` plus ``service``,
+    ``endpoint``, ``norm`` and the ``th_src`` columns) and its route's thresholds ``g`` (``th_cfg``,
+    see :func:`._common.config_table`): ``impact`` the time the run wastes in that trace (ns; stored
+    as ``impact_ms``), ``keep`` the detector's rule, ``detail`` a STRUCT (stored as JSON) with the
+    kind-specific part its ``describe()`` reads back. Span ids stay UBIGINT (``th_occ.sids``) until
+    :func:`tracehound.analyzer.findings.store_occurrences` writes them as hex.
     """
-    return {
-        "kind": kind,
-        "service": r["service"],
-        "endpoint": r["endpoint"],
-        "pattern": r["norm"],
-        "tix": r["tix"],
-        "impact_ms": ms(impact_ns),
-        "span_count": r["n"],
-        "duration_ms": ms(r["total_ns"]),
-        "span_ids": None,
-        "cand_id": r["cand_id"],
-        "code_h": r["code_h"],
-        "detail": detail,
-    }
+    config_table(cur, cfg, kind)
+    return cur.execute(
+        f"""INSERT INTO th_occ
+            SELECT ?, c.service, c.endpoint, c.norm, c.tix, th_ms({impact}), c.n, th_ms(c.total_ns),
+                   NULL, c.code_h, to_json({detail})::VARCHAR, c.span_ids
+            FROM (SELECT t.service, t.endpoint, k.norm, c.*, src.* EXCLUDE (tix, op_h, first_sid)
+                  FROM th_cand c JOIN th_traces t ON t.tix = c.tix
+                  JOIN (SELECT DISTINCT op_h, norm FROM th_keys) k ON k.op_h = c.op_h
+                  LEFT JOIN th_src src ON src.tix = c.tix AND src.op_h = c.op_h AND src.first_sid = c.first_sid) c
+            JOIN th_cfg g ON g.service = c.service AND g.endpoint = c.endpoint
+            WHERE g.enabled AND ({keep})""",
+        [kind],
+    ).fetchall()[0][0]

@@ -21,12 +21,15 @@ DEFAULTS = {"max_hit_ratio": 0.5, "min_lookups": 20}
 
 def detect(cur, cfg) -> int:
     """Append cache-miss occurrences and statistics (window: the traces in ``th_traces``)."""
+    # key pattern and verb computed once per distinct operation, not per span
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_cache AS
-           SELECT s.tix, s.sid, s.start_ns, s.end_ns, s.dur_ns, s.cache_hit, s.code_h,
-                  regexp_replace(k.norm, '^\\S+\\s+', '') AS key_pattern,
-                  lower(regexp_extract(k.norm, '^(\\S+)', 1)) AS op
-           FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h WHERE s.cat = 'cache'"""
+           SELECT s.tix, s.sid, s.start_ns, s.end_ns, s.dur_ns, s.cache_hit, s.code_h, k.key_pattern, k.op
+           FROM th_spans s JOIN (
+               SELECT key_h, regexp_replace(norm, '^\\S+\\s+', '') AS key_pattern,
+                      lower(regexp_extract(norm, '^(\\S+)', 1)) AS op
+               FROM th_keys WHERE cat = 'cache') k ON k.key_h = s.key_h
+           WHERE s.cat = 'cache'"""
     )
     cur.execute(
         f"""CREATE OR REPLACE TEMP TABLE th_miss AS

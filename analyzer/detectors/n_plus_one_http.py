@@ -12,23 +12,26 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
-from ._common import emit, ms
-from ._repeats import find_repeats, occurrence
+from ._repeats import emit_repeats, find_repeats
 
 NAME = "n_plus_one_http"
+#: The spans this detector groups (see :func:`._repeats.build_anchors`).
+CATEGORY = "http"
+KEY_FILTER = "true"
 DEFAULTS = {"min_count": 5, "min_total_ms": 300.0}
 
 
 def detect(cur, cfg) -> int:
     """Append N+1 HTTP occurrences of the traces in ``th_traces`` to ``th_occ``."""
-    rows = find_repeats(cur, "http", cfg.loosest(NAME, "min_count"))
-    out = []
-    for r in rows:
-        c = cfg.get(NAME, r["service"], r["endpoint"])
-        if not c["enabled"] or r["n"] < c["min_count"] or ms(r["total_ns"]) < c["min_total_ms"]:
-            continue
-        out.append(occurrence(NAME, r, r["total_ns"] - r["max_ns"], {"url": r["norm"]}))
-    return emit(cur, out)
+    find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"))
+    return emit_repeats(
+        cur,
+        cfg,
+        NAME,
+        impact="c.total_ns - c.max_ns",
+        keep="c.n >= g.min_count AND th_ms(c.total_ns) >= g.min_total_ms",
+        detail="{'url': c.norm}",
+    )
 
 
 def describe(f: dict, c: dict) -> dict:

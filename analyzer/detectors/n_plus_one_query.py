@@ -27,51 +27,33 @@ the fix hint is the chained loader on the OUTER query
 
 from __future__ import annotations
 
-from ._common import emit, ms
-from ._repeats import find_repeats, occurrence
+from ._repeats import emit_repeats, find_repeats
 
 NAME = "n_plus_one_query"
+#: The spans this detector groups (see :func:`._repeats.build_anchors`).
+CATEGORY = "db"
+KEY_FILTER = "NOT k.is_batch AND NOT k.is_truncated AND contains(k.norm, ' ')"
 DEFAULTS = {"min_count": 5, "min_total_ms": 50.0, "low_severity_min_count": 20}
 
 
 def detect(cur, cfg) -> int:
     """Append N+1 query occurrences of the traces in ``th_traces`` to ``th_occ``."""
-    rows = find_repeats(
+    find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"), with_source=True)
+    below = "th_ms(c.total_ns) < g.min_total_ms"
+    return emit_repeats(
         cur,
-        "db",
-        cfg.loosest(NAME, "min_count"),
-        where="AND NOT k.is_batch AND NOT k.is_truncated AND contains(k.norm, ' ')",
-        with_source=True,
+        cfg,
+        NAME,
+        impact="c.total_ns - c.max_ns",
+        keep=f"c.n_distinct >= g.min_count AND NOT ({below} AND c.n_distinct < g.low_severity_min_count)",
+        detail=f"""{{'statement': c.norm, 'distinct_params': c.n_distinct, 'relationship': c.orm_rel,
+                    'uselist': c.orm_uselist, 'source_statement': c.source_norm,
+                    'source_span_id': c.source_sid,
+                    -- the source query is itself a lazy load (runs once per outer row): a nested N+1
+                    'nested_in': CASE WHEN c.orm_rel <> '' THEN c.source_rel END,
+                    'nested_in_uselist': c.source_uselist, 'below_time_threshold': {below},
+                    'loop_wall_ms': th_ms(c.last_end - c.first_start)}}""",
     )
-    out = []
-    for r in rows:
-        c = cfg.get(NAME, r["service"], r["endpoint"])
-        if not c["enabled"] or r["n_distinct"] < c["min_count"]:
-            continue
-        below = ms(r["total_ns"]) < c["min_total_ms"]
-        if below and r["n_distinct"] < c["low_severity_min_count"]:
-            continue
-        out.append(
-            occurrence(
-                NAME,
-                r,
-                r["total_ns"] - r["max_ns"],
-                {
-                    "statement": r["norm"],
-                    "distinct_params": r["n_distinct"],
-                    "relationship": r["orm_rel"],
-                    "uselist": r["orm_uselist"],
-                    "source_statement": r.get("source_norm"),
-                    "source_span_id": r.get("source_sid"),
-                    # the source query is itself a lazy load (runs once per outer row): a nested N+1
-                    "nested_in": r.get("source_rel") if r["orm_rel"] else None,
-                    "nested_in_uselist": r.get("source_uselist"),
-                    "below_time_threshold": below,
-                    "loop_wall_ms": ms(r["last_end"] - r["first_start"]),
-                },
-            )
-        )
-    return emit(cur, out)
 
 
 def fix_hint(

@@ -10,31 +10,29 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
-from ._common import emit
-from ._repeats import find_repeats, occurrence
+from ._repeats import emit_repeats, find_repeats
 
 NAME = "repeated_query"
+#: The spans this detector groups (see :func:`._repeats.build_anchors`).
+CATEGORY = "db"
+KEY_FILTER = "NOT k.is_truncated AND k.norm <> ''"
+#: parameters are known from the text itself only with literals, or for a constant SELECT
+NEEDS_PARAMS = "NOT (k.has_literals OR (k.sql_op = 'SELECT' AND NOT contains(k.norm, '?')))"
 DEFAULTS = {"min_count": 2}
 
 
 def detect(cur, cfg) -> int:
     """Append repeated-query occurrences of the traces in ``th_traces`` to ``th_occ``."""
-    rows = find_repeats(
+    find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"), per_params=True)
+    # impact: every run after the first (the total minus the average run), as doubles like Python's
+    return emit_repeats(
         cur,
-        "db",
-        cfg.loosest(NAME, "min_count"),
-        per_params=True,
-        where="""AND NOT k.is_truncated AND k.norm <> '' AND (s.params_h IS NOT NULL OR k.has_literals
-                 OR (k.sql_op = 'SELECT' AND NOT contains(k.norm, '?')))""",
+        cfg,
+        NAME,
+        impact="c.total_ns::DOUBLE - c.total_ns::DOUBLE / c.n::DOUBLE",
+        keep="c.n >= g.min_count",
+        detail="{'statement': c.norm}",
     )
-    out = []
-    for r in rows:
-        c = cfg.get(NAME, r["service"], r["endpoint"])
-        if not c["enabled"] or r["n"] < c["min_count"]:
-            continue
-        avg = r["total_ns"] / r["n"]
-        out.append(occurrence(NAME, r, r["total_ns"] - avg, {"statement": r["norm"]}))
-    return emit(cur, out)
 
 
 def describe(f: dict, c: dict) -> dict:

@@ -19,7 +19,7 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
-from ._common import emit, emit_stats, hex_sid, mark_evaluated, ms
+from ._common import emit, emit_stats, hex_sid, mark_evaluated, ms, window_spans
 
 NAME = "slow_query"
 DEFAULTS = {
@@ -31,33 +31,39 @@ DEFAULTS = {
     "regression_min_samples": 20,
 }
 
-_BASE = """
-    SELECT s.tix, s.sid, s.start_ns, s.dur_ns, s.code_h, k.op_h, t.service, t.endpoint
-    FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h JOIN th_traces t ON t.tix = s.tix
-    WHERE s.cat = 'db' AND NOT k.is_truncated AND k.norm <> ''
-"""
+#: The statements' executions (see :func:`._common.window_spans`): route keys instead of strings.
+_BASE = "SELECT tix, sid, start_ns, dur_ns, code_h, op_h, rk, sk FROM th_w WHERE sq_ok"
 #: Normalised text and operation per statement (joined on the few result rows, not on every span).
 _OPS = "(SELECT DISTINCT op_h, norm, sql_op FROM th_keys WHERE cat = 'db')"
 
 
 def detect(cur, cfg) -> int:
     """Append slow and regressed statement occurrences (window: the traces in ``th_traces``)."""
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE th_db AS {_BASE}")
+    window_spans(cur)
+    cur.execute(f"CREATE OR REPLACE TEMP VIEW th_db AS {_BASE}")
+    # one pass: the newest execution per (route, statement), for the regression rule's split and
+    # for the evaluated groups (the absolute rule judges every execution: every statement seen is)
+    cur.execute(
+        """CREATE OR REPLACE TEMP TABLE th_db_grp AS
+           SELECT rk, sk, op_h, max(start_ns) AS newest FROM th_db GROUP BY ALL"""
+    )
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_db_med AS
-           SELECT service, op_h, max(start_ns) AS newest FROM th_db GROUP BY ALL"""
+           SELECT sk, op_h, max(newest) AS newest FROM th_db_grp GROUP BY ALL"""
     )
-    # the absolute rule judges every execution: every statement seen in the window is evaluated
     mark_evaluated(
-        cur, NAME, f"SELECT DISTINCT d.service, d.endpoint, o.norm FROM th_db d JOIN {_OPS} o USING (op_h)"
+        cur,
+        NAME,
+        f"""SELECT DISTINCT r.service, r.endpoint, o.norm FROM th_db_grp d JOIN th_routes r USING (rk)
+            JOIN {_OPS} o USING (op_h)""",
     )
     min_ns = int(cfg.loosest(NAME, "min_duration_ms") * 1e6)
     rows = cur.execute(
-        f"""SELECT r.service, r.endpoint, r.tix, o.norm, o.sql_op, r.slow, r.code_h
-            FROM (SELECT d.service, d.endpoint, d.tix, d.op_h,
+        f"""SELECT rt.service, rt.endpoint, r.tix, o.norm, o.sql_op, r.slow, r.code_h
+            FROM (SELECT d.rk, d.tix, d.op_h,
                          list({{'dur': d.dur_ns, 'sid': {hex_sid("d.sid")}}}) AS slow, mode(d.code_h) AS code_h
-                  FROM th_db d WHERE d.dur_ns >= ? GROUP BY d.service, d.endpoint, d.tix, d.op_h) r
-            JOIN {_OPS} o ON o.op_h = r.op_h""",
+                  FROM th_db d WHERE d.dur_ns >= ? GROUP BY d.rk, d.tix, d.op_h) r
+            JOIN th_routes rt ON rt.rk = r.rk JOIN {_OPS} o ON o.op_h = r.op_h""",
         [min_ns],
     ).fetchall()
     out = []
@@ -88,19 +94,20 @@ def detect(cur, cfg) -> int:
 def _regressions(cur, cfg) -> int:
     hours = cfg.loosest(NAME, "recent_hours", lower_is_looser=False)
     stats = cur.execute(
-        f"""SELECT d.service, d.op_h, any_value(o.norm), any_value(d.endpoint),
-                  count(*) FILTER (WHERE d.start_ns >= m.newest - ?) AS n_recent,
-                  count(*) FILTER (WHERE d.start_ns < m.newest - ?) AS n_base,
-                  quantile_cont(d.dur_ns, 0.95) FILTER (WHERE d.start_ns >= m.newest - ?) AS p95_recent,
-                  quantile_cont(d.dur_ns, 0.95) FILTER (WHERE d.start_ns < m.newest - ?) AS p95_base,
-                  any_value(m.newest)
-           FROM th_db d JOIN th_db_med m ON m.service = d.service AND m.op_h = d.op_h
-           JOIN {_OPS} o ON o.op_h = d.op_h
-           GROUP BY d.service, d.op_h HAVING n_recent > 0 AND n_base > 0""",
+        f"""SELECT r.service, g.sk, g.op_h, o.norm, r.endpoint, g.* EXCLUDE (sk, op_h, rk)
+           FROM (SELECT d.sk, d.op_h, any_value(d.rk) AS rk,
+                        count(*) FILTER (WHERE d.start_ns >= m.newest - ?) AS n_recent,
+                        count(*) FILTER (WHERE d.start_ns < m.newest - ?) AS n_base,
+                        quantile_cont(d.dur_ns, 0.95) FILTER (WHERE d.start_ns >= m.newest - ?) AS p95_recent,
+                        quantile_cont(d.dur_ns, 0.95) FILTER (WHERE d.start_ns < m.newest - ?) AS p95_base,
+                        any_value(m.newest) AS newest
+                 FROM th_db d JOIN th_db_med m ON m.sk = d.sk AND m.op_h = d.op_h
+                 GROUP BY d.sk, d.op_h HAVING n_recent > 0 AND n_base > 0) g
+           JOIN th_routes r USING (rk) JOIN {_OPS} o ON o.op_h = g.op_h""",
         [int(hours * 3.6e12)] * 4,
     ).fetchall()
     out = []
-    for service, op_h, norm, endpoint, n_recent, n_base, p95_recent, p95_base, newest in stats:
+    for service, sk, op_h, norm, endpoint, n_recent, n_base, p95_recent, p95_base, newest in stats:
         c = cfg.get(NAME, service, endpoint)
         if not c["enabled"] or min(n_recent, n_base) < c["regression_min_samples"]:
             continue
@@ -129,8 +136,8 @@ def _regressions(cur, cfg) -> int:
         )
         rows = cur.execute(
             f"""SELECT tix, count(*), sum(dur_ns), sum(dur_ns - ?), list({hex_sid("sid")}), mode(code_h)
-                FROM th_db WHERE service = ? AND op_h = ? AND start_ns >= ? AND dur_ns > ? GROUP BY tix""",
-            [int(p95_base), service, op_h, newest - int(c["recent_hours"] * 3.6e12), int(p95_base)],
+                FROM th_db WHERE sk = ? AND op_h = ? AND start_ns >= ? AND dur_ns > ? GROUP BY tix""",
+            [int(p95_base), sk, op_h, newest - int(c["recent_hours"] * 3.6e12), int(p95_base)],
         ).fetchall()
         out.extend(
             {

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ._common import emit, hex_sid, mark_evaluated, ms
+from ._common import emit, hex_sid, mark_evaluated, ms, window_spans
 
 NAME = "slow_span"
 DEFAULTS = {
@@ -29,24 +29,33 @@ DEFAULTS = {
 
 def detect(cur, cfg) -> int:
     """Append outlier-span occurrences (window and baseline: the traces in ``th_traces``)."""
+    window_spans(cur)
+    # op_h = hash(cat, norm): one category and text per operation, joined after the aggregation
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_span_base AS
-           SELECT t.service, s.cat, k.op_h, any_value(k.norm) AS norm, median(s.dur_ns) AS med, count(*) AS n
-           FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h JOIN th_traces t ON t.tix = s.tix
-           WHERE s.cat NOT IN ('server') GROUP BY t.service, s.cat, k.op_h HAVING count(*) >= ?""",
+           SELECT r.service, b.*, o.cat, o.norm FROM (
+               SELECT sk, op_h, median(dur_ns) AS med, count(*) AS n
+               FROM th_w GROUP BY sk, op_h HAVING count(*) >= ?) b
+           JOIN (SELECT DISTINCT sk, service FROM th_routes) r USING (sk)
+           JOIN (SELECT DISTINCT op_h, cat, norm FROM th_keys) o USING (op_h)""",
         [cfg.loosest(NAME, "min_samples")],
     )
     # every operation with a baseline was judged (on every route): its old occurrences get replaced
     mark_evaluated(cur, NAME, "SELECT service, NULL, cat || ': ' || norm FROM th_span_base")
+    min_ns = int(cfg.loosest(NAME, "min_ms") * 1e6)
+    # an outlier lasts >= min_ms more than its median, so >= min_ms more than the LOWEST median:
+    # only those few spans are joined with their baselines
+    low = cur.execute("SELECT coalesce(min(med), 0) FROM th_span_base").fetchall()[0][0]
     rows = cur.execute(
-        f"""SELECT t.service, t.endpoint, s.tix, b.cat, any_value(b.norm), any_value(b.med), any_value(b.n),
-                   count(*), sum(s.dur_ns), sum(s.dur_ns - b.med), list({hex_sid("s.sid")}), mode(s.code_h),
-                   max(s.dur_ns)
-            FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h JOIN th_traces t ON t.tix = s.tix
-            JOIN th_span_base b ON b.service = t.service AND b.cat = s.cat AND b.op_h = k.op_h
+        f"""SELECT any_value(r.service), any_value(r.endpoint), s.tix, b.cat, any_value(b.norm),
+                   any_value(b.med), any_value(b.n), count(*), sum(s.dur_ns), sum(s.dur_ns - b.med),
+                   list({hex_sid("s.sid")}), mode(s.code_h), max(s.dur_ns)
+            FROM (SELECT * FROM th_w WHERE dur_ns - ? >= ?) s
+            JOIN th_span_base b ON b.sk = s.sk AND b.op_h = s.op_h
+            JOIN th_routes r ON r.rk = s.rk
             WHERE s.dur_ns >= b.med * ? AND s.dur_ns - b.med >= ?
-            GROUP BY t.service, t.endpoint, s.tix, b.cat, b.op_h""",
-        [cfg.loosest(NAME, "factor"), int(cfg.loosest(NAME, "min_ms") * 1e6)],
+            GROUP BY s.rk, s.tix, b.cat, b.op_h""",
+        [low, min_ns, cfg.loosest(NAME, "factor"), min_ns],
     ).fetchall()
     out = []
     for service, endpoint, tix, cat, norm, med, n, k, total, excess, sids, code_h, mx in rows:
