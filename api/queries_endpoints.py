@@ -49,7 +49,7 @@ def list_endpoints(
                avg(CASE WHEN is_error THEN 1.0 ELSE 0.0 END) AS error_rate,
                avg(db_count) AS queries_per_request,
                sum(cache_hits) / nullif(sum(cache_hits + cache_misses), 0) AS cache_hit_ratio
-        FROM (SELECT *, least((epoch_ns(start) - epoch_ns(CAST(? AS TIMESTAMP_NS))) // ?, {TREND_BUCKETS - 1}) AS b
+        FROM (SELECT *, least((epoch_ns(start)::HUGEINT - epoch_ns(CAST(? AS TIMESTAMP_NS))) // ?, {TREND_BUCKETS - 1})::BIGINT AS b
               FROM trace_summaries WHERE {cond})
         GROUP BY GROUPING SETS ({sets})
         """,
@@ -126,7 +126,7 @@ def endpoint_series(
     bucket_ns = max(int((until - since).total_seconds() * 1e9 / buckets), 1)
     rows = cur.execute(
         f"""
-        SELECT least((epoch_ns(start) - epoch_ns(CAST(? AS TIMESTAMP_NS))) // ?, {buckets - 1}) AS b,
+        SELECT least((epoch_ns(start)::HUGEINT - epoch_ns(CAST(? AS TIMESTAMP_NS))) // ?, {buckets - 1})::BIGINT AS b,
                count(*), quantile_cont(duration_ns, [0.5, 0.95, 0.99]),
                avg(db_ns) / 1e6, avg(cache_ns) / 1e6, avg(http_ns) / 1e6, avg(template_ns) / 1e6,
                avg(self_ns) / 1e6

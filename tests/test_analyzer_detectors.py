@@ -40,6 +40,23 @@ def test_consecutive_http_overlapping_calls_are_not_consecutive(db):
     assert by_kind(analyze(db), "consecutive_http") == []
 
 
+def test_consecutive_http_tied_locations_give_the_first_called_one(db):
+    """The pattern (part of the finding's id) names the most common location of the run; on a tie,
+    the one called first, whatever Python's string hashing (it used to depend on it)."""
+    t = TraceBuilder(route="/tie", duration_ms=9000)
+    for i, (path, line) in enumerate([("app/b.py", 9), ("app/a.py", 3), ("app/a.py", 3), ("app/b.py", 9)]):
+        attrs = {"http.request.method": "GET", "url.full": f"https://api.partner.io/v1/t{i}"}
+        attrs.update({"code.filepath": path, "code.lineno": str(line), "code.function": "call"})
+        t.span("GET", 10 + i * 2010, 2000, None, "Client", attrs)
+    store(db, t)
+    (found,) = by_kind(analyze(db), "consecutive_http")
+    assert found["fingerprint"] and found["title"]
+    pattern = db.execute(
+        "SELECT pattern FROM finding_patterns WHERE finding_id = ?", [found["id"]]
+    ).fetchall()[0][0]
+    assert pattern.startswith("app/b.py:9 -> "), pattern
+
+
 def test_slow_query_absolute_threshold_select_only(db):
     t = TraceBuilder(route="/report", duration_ms=5000)
     t.db("SELECT pokemon FROM pokedex", 1, 3185)

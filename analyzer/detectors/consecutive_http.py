@@ -16,6 +16,8 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ._common import emit, hex_sid, ms
 
 NAME = "consecutive_http"
@@ -74,7 +76,9 @@ def _runs(spans, cfg) -> list[dict]:
         hosts = sorted({_host(u) for u in urls})
         codes = [s[8] for s in run if s[8] is not None]
         locs = [s[9] for s in run if s[9]]
-        loc = max(set(locs), key=locs.count) if locs else "-"
+        # most common; a tie goes to the location called first in the run (deterministic: the
+        # location is part of the finding's identity, so it must not depend on string hashing)
+        loc = Counter(locs).most_common(1)[0][0] if locs else "-"
         out.append(
             {
                 "kind": NAME,
@@ -86,7 +90,7 @@ def _runs(spans, cfg) -> list[dict]:
                 "span_count": len(run),
                 "duration_ms": ms(total),
                 "span_ids": [s[7] for s in run],
-                "code_h": max(set(codes), key=codes.count) if codes else None,
+                "code_h": Counter(codes).most_common(1)[0][0] if codes else None,
                 "detail": {"urls": urls, "hosts": hosts},
             }
         )
