@@ -222,13 +222,15 @@ class SpanWriter:
                 else:
                     future.set_exception(error)
             if crosses:
+                # the row group is complete once the other writer's insert in flight (rows from
+                # before the boundary) has committed; then the other writer may go on inserting
+                # while DuckDB checkpoints (DuckDB 2 runs a checkpoint alongside appends)
                 with self._cv:
                     while self._active:
                         self._cv.wait()
-                self._checkpoint(cursor)
-                with self._cv:
                     self._checkpoint_pending = False
                     self._cv.notify_all()
+                self._checkpoint(cursor)
 
     def _ready(self) -> bool:
         """(Under the lock) whether this writer should take a group now.
