@@ -109,9 +109,9 @@ class SpanWriter:
     ``threads`` writers (default :data:`WRITER_THREADS`) take groups from the one queue and insert
     them concurrently: DuckDB appends from separate transactions in parallel and releases the GIL
     while it works, so two writers use both cores (measured on the benchmark spans, inserts alone:
-    85k spans/s with one writer, 128k with two, same CPU per span). A checkpoint waits until no
-    insert is in flight and holds new ones back meanwhile (DuckDB refuses to checkpoint while
-    another write transaction is open).
+    85k spans/s with one writer, 128k with two, same CPU per span). The writer whose group fills a
+    row group holds the other back from taking rows past the boundary until that other writer's
+    insert in flight has committed; then it checkpoints while the other goes on inserting.
     Call :meth:`start`, then :meth:`submit` from any thread, and :meth:`stop` to flush and join.
     """
 
