@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from tracehound.collector.anyvalue import render_value
-from tracehound.collector.decode import SPAN_KINDS, STATUS_CODES
+from tracehound.collector.batch import SPAN_KINDS, STATUS_CODES
 from tracehound.collector.store import insert_span_rows, open_database
 
 

@@ -33,15 +33,15 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from .anyvalue import render_value
 from .attributes import MAX_ATTRIBUTES, MAX_VALUE_CHARS, MapBuilder, Problems
-from .decode import (
+from .batch import (
     DecodedBatch,
     ResourceScopeColumns,
     SpanColumns,
     build_batch,
-    decode_request,
     events_and_links,
     new_event_link_columns,
 )
+from .decode import decode_request
 
 _F = descriptor_pb2.FieldDescriptorProto
 _BYTES, _STRING, _UINT32, _INT32 = _F.TYPE_BYTES, _F.TYPE_STRING, _F.TYPE_UINT32, _F.TYPE_INT32

@@ -37,7 +37,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .decode import DecodedBatch, decode_request
+from .batch import DecodedBatch
+from .decode import decode_request
 from .fastdecode import decode_protobuf
 from .otlp_json import OtlpJsonError, parse_otlp_json
 from .writer import SpansRejected, SpanWriter, StorageUnavailable

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from .decode import INSERT_SQL, DecodedBatch, combine
+from .batch import INSERT_SQL, DecodedBatch, combine
 
 #: DuckDB / Arrow errors caused by the spans themselves: retrying the same batch cannot succeed.
 DATA_ERRORS = (
