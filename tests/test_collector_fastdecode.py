@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from tracehound.collector import fastdecode
+from tracehound.collector import cdecode, fastdecode
 from tracehound.collector.decode import decode_request
 from tracehound.collector.fastdecode import decode_protobuf
 
@@ -189,17 +189,15 @@ def test_truncated_body_is_a_decode_error():
 
 
 def test_the_c_decoder_is_built_and_takes_the_common_shape():
-    assert fastdecode._otlpfast is not None, (
-        "collector/_otlpfast.c did not build (is a C compiler installed?)"
-    )
+    assert cdecode._otlpfast is not None, "collector/_otlpfast.c did not build (is a C compiler installed?)"
     body = make_request(512, seed=9).SerializeToString()
-    columns = fastdecode._otlpfast.decode(body)
+    columns = cdecode._otlpfast.decode(body)
     assert columns is not None and columns[0] == 512
-    assert len(columns[1]) == 512 * fastdecode._FIXED_DTYPE.itemsize
+    assert len(columns[1]) == 512 * cdecode._FIXED_DTYPE.itemsize
 
 
 def _c_takes(request: ExportTraceServiceRequest) -> bool:
-    return fastdecode._otlpfast.decode(request.SerializeToString()) is not None
+    return cdecode._otlpfast.decode(request.SerializeToString()) is not None
 
 
 @pytest.mark.parametrize(
@@ -241,14 +239,14 @@ def test_unknown_fields_are_skipped_and_a_repeated_status_is_merged_like_protobu
     span = spans.resource_spans[0].scope_spans[0].spans[0]
     span_bytes = span.SerializeToString()
     extended = Span.FromString(span_bytes + unknown)
-    assert fastdecode._otlpfast.decode(_wrap(span_bytes + unknown)) is not None
+    assert cdecode._otlpfast.decode(_wrap(span_bytes + unknown)) is not None
     reference = decode_request(ExportTraceServiceRequest.FromString(_wrap(span_bytes + unknown)))
     fast = decode_protobuf(_wrap(span_bytes + unknown))
     assert _plain(fast.spans).equals(_plain(reference.spans)) and extended.name == "op"
     # status given twice: protobuf merges the two messages (code from one, message from the other)
     twice = span_bytes + Span(status=Status(message="first")).SerializeToString()
     twice += Span(status=Status(code=Status.STATUS_CODE_ERROR)).SerializeToString()
-    assert fastdecode._otlpfast.decode(_wrap(twice)) is None
+    assert cdecode._otlpfast.decode(_wrap(twice)) is None
     batch = decode_protobuf(_wrap(twice))
     row = _rows(batch)[0]
     assert (row["StatusCode"], row["StatusMessage"]) == ("Error", "first")
