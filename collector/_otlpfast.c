@@ -474,19 +474,27 @@ static int add_pair(buf_t *list, const unsigned char *msg, size_t msg_n, const u
     return buf_put(list, &pair, sizeof(pair)) ? NOMEM : 0;
 }
 
-/* One ScopeSpans: the scope and schema_url first (they may come after the spans on the wire). */
-static int decode_scope_spans(const unsigned char *p, size_t n, int32_t res_idx, out_t *o) {
+/* Decodes a child (a ScopeSpans of a resource, or a Span of a scope); parent = the resource index
+ * for a ScopeSpans' spans, own = the index of the container the child belongs to. */
+typedef int (*child_fn)(const unsigned char *p, size_t n, int32_t parent, int32_t own, out_t *o);
+
+/* ResourceSpans and ScopeSpans have the same shape: field 1 a singular message (Resource /
+ * InstrumentationScope), field 2 the repeated children, field 3 schema_url. Records (message,
+ * schema_url) in pairs (they may come after the children on the wire, hence two passes), then
+ * decodes each child with its index. */
+static int decode_container(const unsigned char *p, size_t n, buf_t *pairs, int32_t parent, child_fn child,
+                            out_t *o) {
     reader_t r = {p, p + n};
-    const unsigned char *scope = NULL, *url = NULL, *fp;
-    size_t scope_n = 0, url_n = 0, fn;
-    int has_scope = 0;
-    while (r.p < r.end) { /* pass 1: validate the shape, find scope and schema_url */
+    const unsigned char *msg = NULL, *url = NULL, *fp;
+    size_t msg_n = 0, url_n = 0, fn;
+    int has_msg = 0;
+    while (r.p < r.end) { /* pass 1: validate the shape, find the message and schema_url */
         uint32_t field;
         int wt;
         if (read_tag(&r, &field, &wt)) return UNSUPPORTED;
         if (field == 1) {
-            if (has_scope || wt != WT_LEN || read_len(&r, &scope, &scope_n)) return UNSUPPORTED;
-            has_scope = 1;
+            if (has_msg || wt != WT_LEN || read_len(&r, &msg, &msg_n)) return UNSUPPORTED;
+            has_msg = 1;
         } else if (field == 3) {
             if (wt != WT_LEN || read_len(&r, &url, &url_n)) return UNSUPPORTED;
         } else if (field == 2) {
@@ -496,16 +504,16 @@ static int decode_scope_spans(const unsigned char *p, size_t n, int32_t res_idx,
         }
     }
     if (url_n && !utf8_valid(url, url_n)) return UNSUPPORTED;
-    int32_t scope_idx = (int32_t)(o->scopes.len / sizeof(pair_t));
-    if (add_pair(&o->scopes, scope, scope_n, url, url_n)) return NOMEM;
+    int32_t own = (int32_t)(pairs->len / sizeof(pair_t));
+    if (add_pair(pairs, msg, msg_n, url, url_n)) return NOMEM;
     r.p = p;
-    while (r.p < r.end) { /* pass 2: the spans */
+    while (r.p < r.end) { /* pass 2: the children */
         uint32_t field;
         int wt;
         if (read_tag(&r, &field, &wt)) return UNSUPPORTED;
         if (field == 2) {
             if (read_len(&r, &fp, &fn)) return UNSUPPORTED;
-            int rc = decode_span(fp, fn, res_idx, scope_idx, o);
+            int rc = child(fp, fn, parent, own, o);
             if (rc) return rc;
         } else if (skip_field(&r, wt)) {
             return UNSUPPORTED;
@@ -514,43 +522,13 @@ static int decode_scope_spans(const unsigned char *p, size_t n, int32_t res_idx,
     return 0;
 }
 
-static int decode_resource_spans(const unsigned char *p, size_t n, out_t *o) {
-    reader_t r = {p, p + n};
-    const unsigned char *res = NULL, *url = NULL, *fp;
-    size_t res_n = 0, url_n = 0, fn;
-    int has_res = 0;
-    while (r.p < r.end) {
-        uint32_t field;
-        int wt;
-        if (read_tag(&r, &field, &wt)) return UNSUPPORTED;
-        if (field == 1) {
-            if (has_res || wt != WT_LEN || read_len(&r, &res, &res_n)) return UNSUPPORTED;
-            has_res = 1;
-        } else if (field == 3) {
-            if (wt != WT_LEN || read_len(&r, &url, &url_n)) return UNSUPPORTED;
-        } else if (field == 2) {
-            if (wt != WT_LEN || read_len(&r, &fp, &fn)) return UNSUPPORTED;
-        } else if (skip_field(&r, wt)) {
-            return UNSUPPORTED;
-        }
-    }
-    if (url_n && !utf8_valid(url, url_n)) return UNSUPPORTED;
-    int32_t res_idx = (int32_t)(o->resources.len / sizeof(pair_t));
-    if (add_pair(&o->resources, res, res_n, url, url_n)) return NOMEM;
-    r.p = p;
-    while (r.p < r.end) {
-        uint32_t field;
-        int wt;
-        if (read_tag(&r, &field, &wt)) return UNSUPPORTED;
-        if (field == 2) {
-            if (read_len(&r, &fp, &fn)) return UNSUPPORTED;
-            int rc = decode_scope_spans(fp, fn, res_idx, o);
-            if (rc) return rc;
-        } else if (skip_field(&r, wt)) {
-            return UNSUPPORTED;
-        }
-    }
-    return 0;
+static int span_child(const unsigned char *p, size_t n, int32_t res_idx, int32_t scope_idx, out_t *o) {
+    return decode_span(p, n, res_idx, scope_idx, o);
+}
+
+static int scope_spans_child(const unsigned char *p, size_t n, int32_t unused, int32_t res_idx, out_t *o) {
+    (void)unused;
+    return decode_container(p, n, &o->scopes, res_idx, span_child, o);
 }
 
 static int decode_request(const unsigned char *p, size_t n, out_t *o) {
@@ -563,7 +541,7 @@ static int decode_request(const unsigned char *p, size_t n, out_t *o) {
         if (read_tag(&r, &field, &wt)) return UNSUPPORTED;
         if (field == 1) {
             if (wt != WT_LEN || read_len(&r, &fp, &fn)) return UNSUPPORTED;
-            int rc = decode_resource_spans(fp, fn, o);
+            int rc = decode_container(fp, fn, &o->resources, -1, scope_spans_child, o);
             if (rc) return rc;
         } else if (skip_field(&r, wt)) {
             return UNSUPPORTED;

@@ -40,7 +40,6 @@ _TS = pa.timestamp("ns")
 _U32 = pa.uint32()
 _STR = pa.string()
 _I32 = pa.int32()
-_MAP = pa.map_(pa.string(), pa.string())
 
 RESOURCE_COLUMNS = (
     "ServiceName",
@@ -55,7 +54,6 @@ SCOPE_COLUMNS = (
     "ScopeSchemaUrl",
     "ScopeDroppedAttributesCount",
 )
-SPAN_COLUMNS = tuple(c for c in OTEL_TRACES_COLUMNS if c not in RESOURCE_COLUMNS + SCOPE_COLUMNS)
 
 
 #: Inserts the Arrow table ``_th_spans`` made by :func:`combine` (found by DuckDB's replacement scan).

@@ -120,8 +120,8 @@ class SpanWriter:
     ):
         n_threads = max(1, threads or WRITER_THREADS)
         self._cursors = [con.cursor() for _ in range(n_threads)]
-        self._rows = self._cursors[0].execute("SELECT count(*) FROM otel_traces").fetchall()[0][0]
-        self._planned_rows = self._rows  # committed + taken by a writer
+        # rows committed + taken by a writer (checkpoints follow row group boundaries of this count)
+        self._planned_rows = self._cursors[0].execute("SELECT count(*) FROM otel_traces").fetchall()[0][0]
         self.queue_max_spans = queue_max_spans
         self.stats = stats or IngestStats()
         self._cv = threading.Condition()
@@ -208,7 +208,6 @@ class SpanWriter:
             with self._cv:
                 self._active -= 1
                 self._pending_spans -= n
-                self._rows += n - failed
                 self._planned_rows -= failed
                 stats = self.stats
                 stats.commits += 1

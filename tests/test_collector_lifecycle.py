@@ -238,24 +238,7 @@ def test_taken_port_exits_1_naming_the_flag(tmp_path, flag):
 
 
 def test_bad_duckdb_memory_limit_exits_1_with_one_line(tmp_path):
-    result = subprocess.run(
-        [
-            TRACEHOUND,
-            "serve",
-            "--db",
-            str(tmp_path / "m.duckdb"),
-            "--port",
-            str(free_port()),
-            "--otlp-http-port",
-            str(free_port()),
-            "--otlp-grpc-port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, "TRACEHOUND_DUCKDB_MEMORY_LIMIT": "banana"},
-    )
+    result = _serve(tmp_path, env={"TRACEHOUND_DUCKDB_MEMORY_LIMIT": "banana"})
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "TRACEHOUND_DUCKDB_MEMORY_LIMIT='banana'" in lines[0]
