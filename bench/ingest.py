@@ -1,6 +1,10 @@
 """Ingest benchmark: ``tracehound serve`` vs a naive per-request Arrow insert, same run, same load.
 
-    .venv/bin/python bench/ingest.py [--processes 2] [--threads 4] [--requests 300]
+    .venv/bin/python bench/ingest.py [--processes 2] [--threads 5] [--requests 300]
+
+The default load is 10 connections in all (2 processes x 5): as many exports in flight as one
+OpenTelemetry Collector sends a backend by default (exporterhelper ``sending_queue.num_consumers``
+= 10), the set-up of docker-compose.yml, where the Collector fans the apps' spans in to tracehound.
 
 Each load process pre-generates its own unique requests (512 realistic spans each: Flask server
 spans and SQLAlchemy client spans with the attributes those instrumentations emit, see
@@ -118,10 +122,10 @@ def _wait_http(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"server on {port} did not come up")
 
 
-def _committed(port: int) -> int:
+def _status(port: int) -> dict:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/v1/status")
-    return json.loads(conn.getresponse().read())["spans_committed"]
+    return json.loads(conn.getresponse().read())
 
 
 def run(kind: str, workdir: Path, args) -> dict:
@@ -172,7 +176,8 @@ def run(kind: str, workdir: Path, args) -> dict:
         cpu, busy = _cpu_s(server.pid) - cpu_before, _machine_busy_s() - busy_before
         for c in clients:
             c.join()
-        committed = _committed(port)
+        status = _status(port)
+        committed = status["spans_committed"]
         rss = _peak_rss_mb(server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
@@ -201,6 +206,8 @@ def run(kind: str, workdir: Path, args) -> dict:
         "free_blocks": free,
         "rss_mb": rss,
         "refused": sum(o["refused"] for o in outs),
+        # inserts (commits) the server made: the fewer, the larger each group commit
+        "commits": status.get("commits", 0),
         "cpu_us_per_span": cpu / max(acked, 1) * 1e6,
         "wire_bytes_per_span": sum(o["bytes"] for o in outs) / max(acked, 1),
         # where the machine's CPU went while the load ran, in cores (busy seconds / wall seconds):
@@ -216,7 +223,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--processes", type=int, default=2, help="load processes (default 2)")
-    parser.add_argument("--threads", type=int, default=4, help="connections per load process (default 4)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=5,
+        help="connections per load process (default 5: 10 in all, an OTel Collector's default of 10 senders)",
+    )
     parser.add_argument(
         "--requests", type=int, default=300, help="requests of 512 spans per process (default 300)"
     )
@@ -251,7 +263,12 @@ def main() -> None:
             )
             print(
                 f"{'':>10}  cores busy during the load: server {f['cores_server']:.2f}, load clients "
-                f"{f['cores_clients']:.2f}, other processes {f['cores_other']:.2f} (of {os.cpu_count()})",
+                f"{f['cores_clients']:.2f}, other processes {f['cores_other']:.2f} (of {os.cpu_count()})"
+                + (
+                    f"; {f['commits']:,} commits ({f['committed'] / f['commits']:,.0f} spans each)"
+                    if f["commits"]
+                    else ""
+                ),
                 flush=True,
             )
     print(f"load average at end {os.getloadavg()[0]:.2f}")
