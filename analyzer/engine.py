@@ -16,10 +16,11 @@ from tracehound.analyzer.summaries import build_summaries, summaries_from_store,
 REPEAT_KINDS = {"n_plus_one_query", "repeated_query", "n_plus_one_cache", "n_plus_one_http"}
 
 
-#: Per-trace work runs over chunks of about this many spans (traces split by their hash key), so
-#: memory stays bounded (~150 bytes per span in flight) whatever the window size. Each chunk reads
-#: the facts' columns once (the chunk's rows are spread over the whole table), so fewer, larger
-#: chunks cost less CPU: 10 M spans in 4 chunks peak at ~1.6 GB RSS with memory_limit 1500MB.
+#: Per-trace work runs over chunks of about this many spans, so memory stays bounded (~150 bytes per
+#: span in flight) whatever the window size. Traces go to chunks in the order of their first span's
+#: ``otel_traces`` rowid, so a chunk's spans lie in one stretch of rowids and its scan of
+#: ``span_facts`` skips the rest of the table (zone maps); a trace whose spans arrived far apart only
+#: widens its chunk's stretch. 10 M spans in 4 chunks peak at ~1.6 GB RSS with memory_limit 1500MB.
 CHUNK_SPANS = 3_000_000
 
 
@@ -73,26 +74,41 @@ def _run_pass(cur, cfg, kinds, summaries, min_rowid) -> list[str]:
 
 
 def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid) -> None:
-    n_spans = cur.execute(
-        "SELECT count(*) FROM span_facts f SEMI JOIN th_traces t ON f.trace_h = t.tix"
-        + (" WHERE f.rid >= ?" if min_rowid is not None else ""),
-        [min_rowid] if min_rowid is not None else [],
-    ).fetchall()[0][0]
+    rowid_filter = f"AND rid >= {int(min_rowid)}" if min_rowid is not None else ""
+    # per trace: its span count and the first and last otel_traces rowid of its spans
+    cur.execute(
+        f"""CREATE OR REPLACE TEMP TABLE th_bounds AS
+            SELECT trace_h AS tix, count(*) AS n_spans, min(rid) AS rid_lo, max(rid) AS rid_hi
+            FROM span_facts WHERE trace_h IN (SELECT tix FROM th_traces) {rowid_filter} GROUP BY trace_h"""
+    )
+    n_spans = cur.execute("SELECT coalesce(sum(n_spans), 0) FROM th_bounds").fetchall()[0][0]
     chunks = max(1, -(-n_spans // CHUNK_SPANS))
     if chunks > 1:
         cur.execute("DROP TABLE IF EXISTS th_traces_all")
         cur.execute("ALTER TABLE th_traces RENAME TO th_traces_all")
+        # chunk = position of the trace's spans in rowid order, in `chunks` equal shares of the spans
+        cur.execute(
+            f"""CREATE OR REPLACE TEMP TABLE th_bounds AS
+                SELECT *, (sum(n_spans) OVER (ORDER BY rid_lo, tix ROWS UNBOUNDED PRECEDING) - n_spans)
+                          * {chunks} // {n_spans} AS chunk
+                FROM th_bounds"""
+        )
     if summaries:
         cur.execute("DROP TABLE IF EXISTS th_summary_all")
     for i in range(chunks):
-        tix_range = None
-        if chunks > 1:  # trace keys are uniform 64-bit hashes: equal key ranges, equal-sized chunks
-            tix_range = (i << 64) // chunks, ((i + 1) << 64) // chunks - 1
+        rid_range = None
+        if chunks > 1:
+            rid_range = cur.execute(
+                "SELECT min(rid_lo), max(rid_hi) FROM th_bounds WHERE chunk = ?", [i]
+            ).fetchall()[0]
+            if rid_range[0] is None:  # one trace holds more than a share of the spans
+                continue
             cur.execute(
-                "CREATE OR REPLACE TEMP TABLE th_traces AS SELECT * FROM th_traces_all WHERE tix BETWEEN ? AND ?",
-                list(tix_range),
+                """CREATE OR REPLACE TEMP TABLE th_traces AS SELECT t.* FROM th_traces_all t
+                   SEMI JOIN (SELECT tix FROM th_bounds WHERE chunk = ?) b ON b.tix = t.tix""",
+                [i],
             )
-        load_spans(cur, min_rowid=min_rowid, tix_range=tix_range)
+        load_spans(cur, min_rowid=min_rowid, rid_range=rid_range)
         repeats = [DETECTORS[k] for k in per_trace if k in REPEAT_KINDS]
         if repeats:
             build_anchors(cur, repeats)
@@ -111,7 +127,7 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
         if summaries:
             cur.execute("DROP TABLE th_summary")
             cur.execute("ALTER TABLE th_summary_all RENAME TO th_summary")
-    for table in ("th_rep", "th_rkeys", "th_anchor", "th_cand", "th_src", "th_cov"):
+    for table in ("th_rep", "th_rkeys", "th_anchor", "th_cand", "th_src", "th_cov", "th_bounds"):
         cur.execute(f"DROP TABLE IF EXISTS {table}")
 
 

@@ -146,7 +146,8 @@ def store_occurrences(cur) -> None:
            (finding_id, trace_id, "timestamp", impact_ms, span_count, duration_ms, span_ids,
             code_filepath, code_lineno, code_function, detail)
            SELECT left(o2.fingerprint, 16), o2.trace_id, o2.ts, o2.impact_ms, o2.span_count, o2.duration_ms,
-                  coalesce(o.span_ids, list_transform(o.sids, lambda x: th_hex(x))), o2.filepath, o2.lineno,
+                  coalesce(o.sids, list_transform(o.span_ids, lambda x: TRY_CAST('0x' || x AS UBIGINT))),
+                  o2.filepath, o2.lineno,
                   o2.function, o2.detail
            FROM th_occ2 o2 JOIN th_occ o ON o.rowid = o2.occ_row"""
     )

@@ -11,7 +11,9 @@ These tables are the contract between the analyzer (writer) and the API and week
 
 ``finding_occurrences``: one row per (finding, trace) with that trace's share of the problem;
   the API filters findings by time window by aggregating these. ``span_ids`` are the offending spans,
-  highlighted in the waterfall.
+  highlighted in the waterfall, as UBIGINT (the 8-byte OTLP span id; ``printf('%016x', id)`` gives
+  the hex of ``otel_traces."SpanId"``). Version 1-3 stored them as hex VARCHARs; writing 6 M hex strings
+  took 1.6 s of a full analysis of 10 M spans, the integers 0.1 s.
 
 ``trace_summaries``: one row per analysed trace (the root server span plus its descendants):
   latency, error flag and an exclusive-time breakdown. Feeds ``/api/endpoints``, ``slow_endpoint`` and
@@ -26,7 +28,7 @@ from tracehound.analyzer.derive import SPAN_CODE_DDL, SPAN_FACTS_DDL, SPAN_KEYS_
 from tracehound.collector.schema import check_and_migrate
 
 ANALYZER_COMPONENT = "analyzer"
-ANALYZER_SCHEMA_VERSION = 3
+ANALYZER_SCHEMA_VERSION = 4
 
 FINDINGS_DDL = """
 CREATE TABLE IF NOT EXISTS findings (
@@ -122,6 +124,11 @@ ANALYZER_MIGRATIONS = {
     # Version 3: span facts derived once per span (see analyzer/derive.py); filled lazily by the
     # next analysis (watermark analyzer_state['facts_rowid']), so the migration itself is instant.
     3: [SPAN_FACTS_DDL, SPAN_KEYS_DDL, SPAN_CODE_DDL],
+    # Version 4: finding_occurrences.span_ids as UBIGINT[] (was hex VARCHAR[]), see above.
+    4: [
+        "ALTER TABLE finding_occurrences ALTER COLUMN span_ids SET DATA TYPE UBIGINT[] "
+        "USING list_transform(span_ids, lambda x: TRY_CAST('0x' || x AS UBIGINT))"
+    ],
 }
 
 

@@ -85,7 +85,7 @@ def select_traces(
     return cur.execute("SELECT count(*) FROM th_traces").fetchall()[0][0]
 
 
-def load_spans(cur, min_rowid: int | None = None, view: bool = False, tix_range=None) -> None:
+def load_spans(cur, min_rowid: int | None = None, view: bool = False, rid_range=None) -> None:
     """Create ``th_spans`` (the facts of the spans of the traces in ``th_traces``) and the views
     ``th_keys`` / ``th_code`` over the persistent dictionaries.
 
@@ -93,14 +93,14 @@ def load_spans(cur, min_rowid: int | None = None, view: bool = False, tix_range=
     read a few columns of many spans once or twice). Otherwise it is a TEMP table: the per-trace
     phase reads each chunk's spans several times, and a view would decompress every column of
     ``span_facts`` again for each read (the chunk's rows are spread over the whole table).
-    ``tix_range`` ``(lo, hi)``: only traces whose key is in that inclusive range (a cheap filter
-    applied before the semi join; the chunked per-trace phase passes its chunk's range).
+    ``rid_range`` ``(lo, hi)``: only spans whose ``otel_traces`` rowid is in that inclusive range
+    (the chunked per-trace phase passes the rowids its chunk's traces span). ``span_facts`` is
+    appended in rowid order, so DuckDB's zone maps skip every row group outside the range: a
+    chunk reads its own part of the table, not all of it.
     """
     rowid_filter = f"AND f.rid >= {int(min_rowid)}" if min_rowid is not None else ""
-    if tix_range is not None:
-        rowid_filter += (
-            f" AND f.trace_h BETWEEN {int(tix_range[0])}::UBIGINT AND {int(tix_range[1])}::UBIGINT"
-        )
+    if rid_range is not None:
+        rowid_filter += f" AND f.rid BETWEEN {int(rid_range[0])} AND {int(rid_range[1])}"
     cur.execute("CREATE OR REPLACE TEMP VIEW th_keys AS SELECT * FROM span_keys")
     cur.execute("CREATE OR REPLACE TEMP VIEW th_code AS SELECT * FROM span_code")
     kind = cur.execute(

@@ -32,6 +32,8 @@ _FINDING_COLUMNS = (
     "id, fingerprint, kind, severity, service, endpoint, title, occurrences, first_seen, last_seen, "
     "impact_ms, evidence, example_trace_ids, code_filepath, code_lineno, code_function, fix_hint"
 )
+#: ``finding_occurrences.span_ids`` (UBIGINT span ids) as the hex ids of ``otel_traces."SpanId"``.
+_HEX_SPAN_IDS = "list_transform(span_ids, lambda x: printf('%016x', x)) AS span_ids"
 _SORT_SQL = {"impact_ms": "impact_ms", "occurrences": "occurrences", "last_seen": "last_seen"}
 
 
@@ -144,7 +146,7 @@ def get_finding(cur, finding_id: str) -> dict:
         raise NotFound(f"finding {finding_id!r} not found")
     finding = rows[0]
     occ = cur.execute(
-        'SELECT trace_id, "timestamp", impact_ms, span_count, duration_ms, span_ids FROM finding_occurrences '
+        f'SELECT trace_id, "timestamp", impact_ms, span_count, duration_ms, {_HEX_SPAN_IDS} FROM finding_occurrences '
         'WHERE finding_id = ? ORDER BY "timestamp" DESC LIMIT 20',
         [finding_id],
     ).fetchall()
@@ -164,7 +166,7 @@ def get_finding(cur, finding_id: str) -> dict:
     known = {
         t: (ts, list(ids))
         for t, ts, ids in cur.execute(
-            'SELECT trace_id, "timestamp", span_ids FROM finding_occurrences '
+            f'SELECT trace_id, "timestamp", {_HEX_SPAN_IDS} FROM finding_occurrences '
             "WHERE finding_id = ? AND list_contains(?, trace_id)",
             [finding_id, examples],
         ).fetchall()

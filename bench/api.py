@@ -100,7 +100,7 @@ def build(con, spans: int) -> None:
         INSERT INTO finding_occurrences
             (finding_id, trace_id, "timestamp", impact_ms, span_count, duration_ms, span_ids)
         SELECT substr(md5('f' || (r + 40 * (i % 7))), 1, 16), trace_id, start, dur / 4e6, 8, dur / 1e6,
-               [substr(md5(trace_id || 1), 1, 16), substr(md5(trace_id || 2), 1, 16)]
+               [('0x' || substr(md5(trace_id || 1), 1, 16))::UBIGINT, ('0x' || substr(md5(trace_id || 2), 1, 16))::UBIGINT]
         FROM gen WHERE i % 2 = 0
         """
     )

@@ -164,7 +164,7 @@ def populate(con, *, evil: bool = False, traces_per_route: int = 40, seed: int =
         con.executemany(
             "INSERT INTO finding_occurrences (finding_id, trace_id, timestamp, impact_ms, span_count, duration_ms, "
             "span_ids) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(fid, *o) for o in occ],
+            [(fid, *o[:-1], [int(sid, 16) for sid in o[-1]]) for o in occ],  # span ids stored as UBIGINT
         )
         return fid
 

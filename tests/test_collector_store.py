@@ -94,3 +94,31 @@ def test_migrations_run_in_order_in_one_transaction(tmp_path):
         check_and_migrate(con, "demo", 4, broken)
     assert con.execute("SELECT version FROM tracehound_schema WHERE component = 'demo'").fetchone() == (3,)
     assert con.execute("SELECT count(*) FROM t").fetchone() == (2,)  # step 4 rolled back whole
+
+
+def test_analyzer_v3_hex_span_ids_migrate_to_integers(tmp_path):
+    """Analyzer schema 3 stored finding span ids as hex text; 4 stores the 8-byte ids as UBIGINT."""
+    from tracehound.analyzer.schema import ANALYZER_MIGRATIONS
+    from tracehound.collector.schema import STORE_MIGRATIONS
+
+    db = tmp_path / "v3.duckdb"
+    con = duckdb.connect(str(db))
+    check_and_migrate(con, "store", STORE_SCHEMA_VERSION, STORE_MIGRATIONS)
+    check_and_migrate(con, "analyzer", 3, {v: ANALYZER_MIGRATIONS[v] for v in (1, 2, 3)})
+    hex_ids = ["00000000000000ff", "a1b2c3d4e5f60718", "ffffffffffffffff"]
+    con.execute(
+        "INSERT INTO finding_occurrences (finding_id, trace_id, timestamp, impact_ms, span_count, duration_ms, "
+        "span_ids) VALUES ('f', 't', TIMESTAMP_NS '2026-11-01', 1.0, 3, 2.0, ?)",
+        [hex_ids],
+    )
+    con.close()
+    con = open_database(db)
+    assert con.execute(
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = 'finding_occurrences' AND column_name = 'span_ids'"
+    ).fetchone() == ("UBIGINT[]",)
+    [(ids, as_hex)] = con.execute(
+        "SELECT span_ids, list_transform(span_ids, lambda x: printf('%016x', x)) FROM finding_occurrences"
+    ).fetchall()
+    assert ids == [int(h, 16) for h in hex_ids] and as_hex == hex_ids
+    con.close()

@@ -46,7 +46,7 @@ def _finding(con, fid, kind, title, endpoint, occurrence_times):
     for i, ts in enumerate(occurrence_times):
         con.execute(
             "INSERT INTO finding_occurrences (finding_id, trace_id, timestamp, impact_ms, span_count, "
-            "duration_ms, span_ids) VALUES (?, ?, ?, 10.0, 6, 12.5, ['0000000000000001'])",
+            "duration_ms, span_ids) VALUES (?, ?, ?, 10.0, 6, 12.5, [1])",
             [fid, f"{fid}-{i}", ts],
         )
 

@@ -2,8 +2,7 @@
 
 Every detector appends rows to the TEMP table ``th_occ``: one row per (problem, trace), with its
 span ids either as hex strings (``span_ids``, detectors that build few rows in Python with
-:func:`emit`) or as UBIGINTs (``sids``, the N+1 family, built in SQL; turned into hex only when
-stored). The findings step (:mod:`tracehound.analyzer.findings`) turns them into
+:func:`emit`) or as UBIGINTs (``sids``, the N+1 family, built in SQL), stored as UBIGINTs. The findings step (:mod:`tracehound.analyzer.findings`) turns them into
 ``finding_occurrences`` rows and merges them into ``findings`` keyed by
 ``fingerprint(kind, service, endpoint, pattern)``. Thresholds are resolved per route in Python once
 (:func:`config_table`) and joined in SQL, so no detector goes through Python once per row.
