@@ -74,14 +74,7 @@ def _run_pass(cur, cfg, kinds, summaries, min_rowid) -> list[str]:
 
 
 def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid) -> None:
-    rowid_filter = f"AND rid >= {int(min_rowid)}" if min_rowid is not None else ""
-    # per trace: its span count and the first and last otel_traces rowid of its spans
-    cur.execute(
-        f"""CREATE OR REPLACE TEMP TABLE th_bounds AS
-            SELECT trace_h AS tix, count(*) AS n_spans, min(rid) AS rid_lo, max(rid) AS rid_hi
-            FROM span_facts WHERE trace_h IN (SELECT tix FROM th_traces) {rowid_filter} GROUP BY trace_h"""
-    )
-    n_spans = cur.execute("SELECT coalesce(sum(n_spans), 0) FROM th_bounds").fetchall()[0][0]
+    n_spans = cur.execute("SELECT coalesce(sum(n_spans), 0) FROM th_traces").fetchall()[0][0]
     chunks = max(1, -(-n_spans // CHUNK_SPANS))
     if chunks > 1:
         cur.execute("DROP TABLE IF EXISTS th_traces_all")
@@ -89,9 +82,10 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
         # chunk = position of the trace's spans in rowid order, in `chunks` equal shares of the spans
         cur.execute(
             f"""CREATE OR REPLACE TEMP TABLE th_bounds AS
-                SELECT *, (sum(n_spans) OVER (ORDER BY rid_lo, tix ROWS UNBOUNDED PRECEDING) - n_spans)
-                          * {chunks} // {n_spans} AS chunk
-                FROM th_bounds"""
+                SELECT tix, rid_lo, rid_hi,
+                       (sum(n_spans) OVER (ORDER BY rid_lo, tix ROWS UNBOUNDED PRECEDING) - n_spans)
+                       * {chunks} // {n_spans} AS chunk
+                FROM th_traces_all"""
         )
     if summaries:
         cur.execute("DROP TABLE IF EXISTS th_summary_all")
@@ -127,6 +121,10 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
         if summaries:
             cur.execute("DROP TABLE th_summary")
             cur.execute("ALTER TABLE th_summary_all RENAME TO th_summary")
+    for kind in per_trace:  # detectors that gather over the chunks, then emit once
+        finish = getattr(DETECTORS[kind], "finish", None)
+        if finish is not None:
+            finish(cur, cfg)
     for table in ("th_rep", "th_rkeys", "th_anchor", "th_cand", "th_src", "th_cov", "th_bounds"):
         cur.execute(f"DROP TABLE IF EXISTS {table}")
 

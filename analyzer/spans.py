@@ -6,7 +6,9 @@ span facts of :mod:`tracehound.analyzer.derive` (never from ``SpanAttributes``):
 ``th_traces``  one row per analysed trace: ``tix`` (the 64-bit hash of the trace id), ``trace_id``,
                ``service``, ``endpoint`` (``http.route`` of the root server span, ``''`` without one),
                ``http_method``, ``http_status_code``, ``start_ns``, ``ts``, ``duration_ns``, ``is_error``,
-               ``root_sid``. The root is the earliest ``Server`` span of the trace.
+               ``root_sid``, and ``n_spans`` / ``rid_lo`` / ``rid_hi`` (its span count, and the first
+               and last ``otel_traces`` rowid of its spans: the per-trace phase chunks by these). The
+               root is the earliest ``Server`` span of the trace.
 ``th_spans``   one narrow row per span of those traces: ``tix``, ``rid``, ``sid``/``pid`` (span / parent id
                as UBIGINT, 0 = no parent), ``start_ns``, ``end_ns``, ``dur_ns``, ``cat``, ``key_h`` (hash
                of the raw operation), ``params_h``, ``code_h``, ``cache_hit``, ORM lazy-load info,
@@ -43,7 +45,7 @@ def select_traces(
     Returns the number of traces selected.
     """
     refresh_facts(cur)
-    where = ["trace_id IS NOT NULL"]
+    where = ["true"]
     params: list = []
     if min_rowid is not None:
         where.append("rid >= ?")
@@ -57,12 +59,14 @@ def select_traces(
         )
         cur.unregister("th_sel_arrow")
         where.append("trace_h IN (SELECT trace_h FROM th_sel)")
-    having = []
+    # one pass over every span: the root facts come from the server spans (trace_id is set on those
+    # only), the span count and rowid bounds from all of them
+    having = ["r IS NOT NULL"]
     if since_ns is not None:
-        having.append("min(start_ns) >= ?")
+        having.append("r.start_ns >= ?")
         params.append(int(since_ns))
     if until_ns is not None:
-        having.append("min(start_ns) < ?")
+        having.append("r.start_ns < ?")
         params.append(int(until_ns))
     cur.execute(
         f"""
@@ -70,15 +74,18 @@ def select_traces(
         SELECT trace_h AS tix, r.trace_id, r.service, coalesce(r.route, '') AS endpoint,
                coalesce(r.method, '') AS http_method, r.status AS http_status_code, r.start_ns,
                make_timestamp_ns(r.start_ns) AS ts, r.dur AS duration_ns,
-               (r.err OR coalesce(r.status, 0) >= 500) AS is_error, r.sid AS root_sid
+               (r.err OR coalesce(r.status, 0) >= 500) AS is_error, r.sid AS root_sid,
+               n_spans, rid_lo, rid_hi
         FROM (
             SELECT trace_h,
                    arg_min({{'trace_id': trace_id, 'service': service, 'route': route, 'method': method,
                              'status': status, 'start_ns': start_ns, 'dur': dur_ns, 'err': is_error,
-                             'sid': sid}}, start_ns) AS r
+                             'sid': sid}}, start_ns) FILTER (WHERE trace_id IS NOT NULL) AS r,
+                   count(*) AS n_spans, min(rid) AS rid_lo, max(rid) AS rid_hi
             FROM span_facts WHERE {" AND ".join(where)}
-            GROUP BY trace_h {("HAVING " + " AND ".join(having)) if having else ""}
+            GROUP BY trace_h
         )
+        WHERE {" AND ".join(having)}
         """,
         params,
     )

@@ -4,6 +4,8 @@ Each module has ``NAME``, ``DEFAULTS`` (thresholds, documented in its docstring 
 ``detect(cur, cfg) -> int`` (appends occurrences of the traces in ``th_traces`` to ``th_occ``) and
 ``describe(finding, thresholds) -> dict`` (title, evidence, fix_hint, optional ``max_severity``
 cap; the severity itself is the one rule :func:`tracehound.analyzer.findings.severity_for`).
+A per-trace detector may instead gather candidates in ``detect`` (called once per chunk of traces)
+and append its occurrences in ``finish(cur, cfg) -> int``, called once after the last chunk.
 ``WINDOWED`` lists the detectors that need a window of traces (percentiles, ratios, baselines); the
 others judge each trace on its own, so the incremental worker runs them on every new trace.
 """

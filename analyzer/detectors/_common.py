@@ -67,6 +67,11 @@ def create_buffers(cur) -> None:
     for sql in MACROS:
         cur.execute(sql)
     cur.execute("DROP TABLE IF EXISTS th_w")
+    stale = cur.execute(  # left by a pass that failed between a detector's detect() and finish()
+        "SELECT table_name FROM duckdb_tables() WHERE temporary AND table_name LIKE 'th_stash_%'"
+    ).fetchall()
+    for (name,) in stale:
+        cur.execute(f'DROP TABLE "{name}"')
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_occ (
             kind VARCHAR, service VARCHAR, endpoint VARCHAR, pattern VARCHAR, tix UBIGINT,

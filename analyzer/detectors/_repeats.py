@@ -79,7 +79,7 @@ def find_repeats(
     ``per_params=False``: key (trace, anchor, op) and keep groups with at least ``min_distinct``
     distinct parameter sets. ``per_params=True``: key (trace, op, parameters) over the whole trace and
     keep groups run at least ``min_distinct`` times. ``th_cand`` columns: tix, op_h, n, n_distinct,
-    total_ns, max_ns, first_start, last_end, span_ids (UBIGINT[], by start), code_h, and (NULL unless
+    total_ns, max_ns, first_start, last_end, span_ids (UBIGINT[], ascending), code_h, and (NULL unless
     ``with_source``) orm_rel, orm_uselist, first_pid, first_sid. ``th_src`` (empty unless ``with_source``): per group
     (tix, op_h, first_sid) its source_norm, source_sid, and source_rel / source_uselist (the ORM
     lazy load the source span itself was, if any). :func:`emit_repeats` turns the groups that pass a
@@ -97,7 +97,9 @@ def find_repeats(
         else "NULL::VARCHAR AS orm_rel, NULL::BOOLEAN AS orm_uselist, NULL::UBIGINT AS first_pid, NULL::UBIGINT AS first_sid"
     )
     # Phase 1: cheap counts on the single key (most groups are too small); phase 2: the distinct
-    # parameters and the heavy aggregates (lists, modes) only for the groups left.
+    # parameters and the heavy aggregates (lists, modes) only for the groups left. The span ids are
+    # a set (the waterfall highlights them): sorted by value, which costs a third of an ordered
+    # aggregate by start time (0.04 vs 0.11 s per 1.3 M spans).
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE th_cand AS
@@ -106,7 +108,7 @@ def find_repeats(
         SELECT any_value(d.tix) AS tix, any_value(d.op_h) AS op_h, count(*) AS n,
                {n_distinct} AS n_distinct,
                sum(d.dur_ns) AS total_ns, max(d.dur_ns) AS max_ns, min(d.start_ns) AS first_start,
-               max(d.end_ns) AS last_end, list(d.sid ORDER BY d.start_ns) AS span_ids,
+               max(d.end_ns) AS last_end, list_sort(list(d.sid)) AS span_ids,
                mode(d.code_h) AS code_h, {orm}
         FROM d GROUP BY d.{gk} HAVING {having} >= ?
         """,
@@ -134,26 +136,50 @@ def find_repeats(
     )
 
 
-def emit_repeats(cur, cfg, kind: str, impact: str, keep: str, detail: str) -> int:
-    """Append to ``th_occ`` one occurrence per group of ``th_cand`` that passes ``keep``.
+def stash_repeats(cur, kind: str) -> None:
+    """Keep the groups :func:`find_repeats` found in this chunk (``th_cand`` joined with its
+    ``th_src`` row) in ``th_stash_<kind>``, for :func:`emit_repeats` after the last chunk.
+
+    Emitting once over all chunks' groups instead of once per chunk lets DuckDB spread the work over
+    its threads (it splits a scan by row groups of 122,880 rows; one chunk's groups fit in one) and
+    pays the joins' fixed costs once: 0.9 s -> 0.4 s for the four repeat detectors on 10 M spans.
+    """
+    stash = f"th_stash_{kind}"
+    select = """SELECT c.*, src.* EXCLUDE (tix, op_h, first_sid) FROM th_cand c
+                LEFT JOIN th_src src ON src.tix = c.tix AND src.op_h = c.op_h AND src.first_sid = c.first_sid"""
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stash} AS {select} LIMIT 0")
+    cur.execute(f"INSERT INTO {stash} {select}")
+
+
+def emit_repeats(cur, cfg, kind: str, impact: str, keep: str, detail: str | None) -> int:
+    """Append to ``th_occ`` one occurrence per stashed group (:func:`stash_repeats`) that passes
+    ``keep``, and drop the stash.
 
     ``impact``, ``keep`` and ``detail`` are SQL over the group ``c`` (``th_cand`` plus ``service``,
     ``endpoint``, ``norm`` and the ``th_src`` columns) and its route's thresholds ``g`` (``th_cfg``,
     see :func:`._common.config_table`): ``impact`` the time the run wastes in that trace (ns; stored
     as ``impact_ms``), ``keep`` the detector's rule, ``detail`` a STRUCT (stored as JSON) with the
-    kind-specific part its ``describe()`` reads back. Span ids stay UBIGINT (``th_occ.sids``) until
-    :func:`tracehound.analyzer.findings.store_occurrences` writes them as hex.
+    kind-specific part its ``describe()`` reads back (``None``: no detail beyond the finding's own
+    pattern, the normalised operation every occurrence shares). Span ids stay UBIGINT (``th_occ.sids``).
+    Returns the number of occurrences appended (0 when no chunk stashed anything).
     """
+    stash = f"th_stash_{kind}"
+    exists = cur.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary", [stash]
+    ).fetchall()[0][0]
+    if not exists:
+        return 0
     config_table(cur, cfg, kind)
-    return cur.execute(
+    n = cur.execute(
         f"""INSERT INTO th_occ
             SELECT ?, c.service, c.endpoint, c.norm, c.tix, th_ms({impact}), c.n, th_ms(c.total_ns),
-                   NULL, c.code_h, to_json({detail})::VARCHAR, c.span_ids
-            FROM (SELECT t.service, t.endpoint, k.norm, c.*, src.* EXCLUDE (tix, op_h, first_sid)
-                  FROM th_cand c JOIN th_traces t ON t.tix = c.tix
-                  JOIN (SELECT DISTINCT op_h, norm FROM th_keys) k ON k.op_h = c.op_h
-                  LEFT JOIN th_src src ON src.tix = c.tix AND src.op_h = c.op_h AND src.first_sid = c.first_sid) c
+                   NULL, c.code_h, {"'{}'" if detail is None else f"to_json({detail})::VARCHAR"}, c.span_ids
+            FROM (SELECT t.service, t.endpoint, k.norm, c.*
+                  FROM {stash} c JOIN th_traces t ON t.tix = c.tix
+                  JOIN (SELECT DISTINCT op_h, norm FROM th_keys) k ON k.op_h = c.op_h) c
             JOIN th_cfg g ON g.service = c.service AND g.endpoint = c.endpoint
             WHERE g.enabled AND ({keep})""",
         [kind],
     ).fetchall()[0][0]
+    cur.execute(f"DROP TABLE {stash}")
+    return n

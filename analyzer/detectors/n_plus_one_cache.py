@@ -10,7 +10,7 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
-from ._repeats import emit_repeats, find_repeats
+from ._repeats import emit_repeats, find_repeats, stash_repeats
 
 NAME = "n_plus_one_cache"
 #: The spans this detector groups (see :func:`._repeats.build_anchors`).
@@ -19,23 +19,28 @@ KEY_FILTER = "true"
 DEFAULTS = {"min_count": 5, "min_total_ms": 0.0}
 
 
-def detect(cur, cfg) -> int:
-    """Append N+1 cache occurrences of the traces in ``th_traces`` to ``th_occ``."""
+def detect(cur, cfg) -> None:
+    """Find the N+1 cache candidate groups of this chunk's traces (``th_traces``); see :func:`finish`."""
     find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"))
+    stash_repeats(cur, NAME)
+
+
+def finish(cur, cfg) -> int:
+    """Append the N+1 cache occurrences of every chunk's candidates to ``th_occ``; returns how many."""
     return emit_repeats(
         cur,
         cfg,
         NAME,
         impact="c.total_ns - c.max_ns",
         keep="c.n >= g.min_count AND th_ms(c.total_ns) >= g.min_total_ms",
-        detail="{'operation': c.norm}",
+        detail=None,
     )
 
 
 def describe(f: dict, c: dict) -> dict:
     """Title, severity, evidence and fix hint of an aggregated n_plus_one_cache finding."""
     avg_impact = f["impact_ms"] / max(f["occurrences"], 1)
-    op = f["detail"]["operation"]
+    op = f["pattern"]  # the normalised operation
     return {
         "title": f"N+1 cache calls: '{op}' runs {f['avg_span_count']:.0f}x per request on "
         f"{f['endpoint'] or f['service']}",

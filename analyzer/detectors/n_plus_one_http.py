@@ -12,7 +12,7 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
-from ._repeats import emit_repeats, find_repeats
+from ._repeats import emit_repeats, find_repeats, stash_repeats
 
 NAME = "n_plus_one_http"
 #: The spans this detector groups (see :func:`._repeats.build_anchors`).
@@ -21,23 +21,28 @@ KEY_FILTER = "true"
 DEFAULTS = {"min_count": 5, "min_total_ms": 300.0}
 
 
-def detect(cur, cfg) -> int:
-    """Append N+1 HTTP occurrences of the traces in ``th_traces`` to ``th_occ``."""
+def detect(cur, cfg) -> None:
+    """Find the N+1 HTTP candidate groups of this chunk's traces (``th_traces``); see :func:`finish`."""
     find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"))
+    stash_repeats(cur, NAME)
+
+
+def finish(cur, cfg) -> int:
+    """Append the N+1 HTTP occurrences of every chunk's candidates to ``th_occ``; returns how many."""
     return emit_repeats(
         cur,
         cfg,
         NAME,
         impact="c.total_ns - c.max_ns",
         keep="c.n >= g.min_count AND th_ms(c.total_ns) >= g.min_total_ms",
-        detail="{'url': c.norm}",
+        detail=None,
     )
 
 
 def describe(f: dict, c: dict) -> dict:
     """Title, severity, evidence and fix hint of an aggregated n_plus_one_http finding."""
     avg_impact = f["impact_ms"] / max(f["occurrences"], 1)
-    url = f["detail"]["url"]
+    url = f["pattern"]  # the normalised URL
     return {
         "title": f"N+1 HTTP calls: '{url}' called {f['avg_span_count']:.0f}x per request on "
         f"{f['endpoint'] or f['service']}",

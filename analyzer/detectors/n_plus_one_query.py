@@ -27,7 +27,7 @@ the fix hint is the chained loader on the OUTER query
 
 from __future__ import annotations
 
-from ._repeats import emit_repeats, find_repeats
+from ._repeats import emit_repeats, find_repeats, stash_repeats
 
 NAME = "n_plus_one_query"
 #: The spans this detector groups (see :func:`._repeats.build_anchors`).
@@ -36,9 +36,14 @@ KEY_FILTER = "NOT k.is_batch AND NOT k.is_truncated AND contains(k.norm, ' ')"
 DEFAULTS = {"min_count": 5, "min_total_ms": 50.0, "low_severity_min_count": 20}
 
 
-def detect(cur, cfg) -> int:
-    """Append N+1 query occurrences of the traces in ``th_traces`` to ``th_occ``."""
+def detect(cur, cfg) -> None:
+    """Find the N+1 query candidate groups of this chunk's traces (``th_traces``); see :func:`finish`."""
     find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"), with_source=True)
+    stash_repeats(cur, NAME)
+
+
+def finish(cur, cfg) -> int:
+    """Append the N+1 query occurrences of every chunk's candidates to ``th_occ``; returns how many."""
     below = "th_ms(c.total_ns) < g.min_total_ms"
     return emit_repeats(
         cur,
@@ -46,7 +51,7 @@ def detect(cur, cfg) -> int:
         NAME,
         impact="c.total_ns - c.max_ns",
         keep=f"c.n_distinct >= g.min_count AND NOT ({below} AND c.n_distinct < g.low_severity_min_count)",
-        detail=f"""{{'statement': c.norm, 'distinct_params': c.n_distinct, 'relationship': c.orm_rel,
+        detail=f"""{{'distinct_params': c.n_distinct, 'relationship': c.orm_rel,
                     'uselist': c.orm_uselist, 'source_statement': c.source_norm,
                     'source_span_id': c.source_sid,
                     -- the source query is itself a lazy load (runs once per outer row): a nested N+1
@@ -104,11 +109,11 @@ def describe(f: dict, c: dict) -> dict:
     # count-only: no occurrence reached the time threshold; capped at low by the common rule
     count_only = bool(d.get("below_time_threshold")) and f["max_duration_ms"] < c["min_total_ms"]
     rel = d.get("relationship")
-    what = f"lazy load of {rel}" if rel else f"'{_short(d['statement'])}'"
+    what = f"lazy load of {rel}" if rel else f"'{_short(f['pattern'])}'"
     return {
         "title": f"N+1 query: {what} runs {avg_n:.0f}x per request on {f['endpoint'] or f['service']}",
         "evidence": {
-            "statement": d["statement"],
+            "statement": f["pattern"],
             "source_statement": d.get("source_statement"),
             "relationship": rel,
             "uselist": d.get("uselist"),

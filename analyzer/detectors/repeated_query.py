@@ -10,7 +10,7 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
-from ._repeats import emit_repeats, find_repeats
+from ._repeats import emit_repeats, find_repeats, stash_repeats
 
 NAME = "repeated_query"
 #: The spans this detector groups (see :func:`._repeats.build_anchors`).
@@ -21,9 +21,14 @@ NEEDS_PARAMS = "NOT (k.has_literals OR (k.sql_op = 'SELECT' AND NOT contains(k.n
 DEFAULTS = {"min_count": 2}
 
 
-def detect(cur, cfg) -> int:
-    """Append repeated-query occurrences of the traces in ``th_traces`` to ``th_occ``."""
+def detect(cur, cfg) -> None:
+    """Find the repeated-query candidate groups of this chunk's traces (``th_traces``); see :func:`finish`."""
     find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"), per_params=True)
+    stash_repeats(cur, NAME)
+
+
+def finish(cur, cfg) -> int:
+    """Append the repeated-query occurrences of every chunk's candidates to ``th_occ``; returns how many."""
     # impact: every run after the first (the total minus the average run), as doubles like Python's
     return emit_repeats(
         cur,
@@ -31,14 +36,14 @@ def detect(cur, cfg) -> int:
         NAME,
         impact="c.total_ns::DOUBLE - c.total_ns::DOUBLE / c.n::DOUBLE",
         keep="c.n >= g.min_count",
-        detail="{'statement': c.norm}",
+        detail=None,
     )
 
 
 def describe(f: dict, c: dict) -> dict:
     """Title, severity, evidence and fix hint of an aggregated repeated_query finding."""
     avg_impact = f["impact_ms"] / max(f["occurrences"], 1)
-    stmt = f["detail"]["statement"]
+    stmt = f["pattern"]  # the normalised statement
     return {
         "title": f"Same query with the same parameters runs {f['avg_span_count']:.0f}x per request "
         f"on {f['endpoint'] or f['service']}",
