@@ -53,7 +53,7 @@ def _run_pass(cur, cfg, kinds, summaries, min_rowid) -> list[str]:
     if summaries or per_trace:
         _per_trace_phase(cur, cfg, per_trace, summaries, min_rowid)
     if windowed:
-        load_spans(cur, min_rowid=min_rowid, view=True)
+        load_spans(cur, min_rowid=min_rowid)
         if not summaries:  # worker's windowed re-run: the per-trace pass stored these summaries
             summaries_from_store(cur)
         for kind in windowed:
