@@ -12,6 +12,9 @@ from tracehound.analyzer.detectors._repeats import build_anchors
 from tracehound.analyzer.spans import load_spans, select_traces
 from tracehound.analyzer.summaries import build_summaries, summaries_from_store, write_trace_summaries
 
+#: Counts the TEMP tables of this connection with a given name.
+TEMP_EXISTS = "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?"
+
 #: Detectors that group repeats under an anchor (need ``th_anchor`` and ``th_rep``).
 REPEAT_KINDS = {"n_plus_one_query", "repeated_query", "n_plus_one_cache", "n_plus_one_http"}
 
@@ -77,55 +80,46 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
     n_spans = cur.execute("SELECT coalesce(sum(n_spans), 0) FROM th_traces").fetchall()[0][0]
     chunks = max(1, -(-n_spans // CHUNK_SPANS))
     if chunks > 1:
-        cur.execute("DROP TABLE IF EXISTS th_traces_all")
-        cur.execute("ALTER TABLE th_traces RENAME TO th_traces_all")
         # chunk = position of the trace's spans in rowid order, in `chunks` equal shares of the spans
         cur.execute(
-            f"""CREATE OR REPLACE TEMP TABLE th_bounds AS
-                SELECT tix, rid_lo, rid_hi,
-                       (sum(n_spans) OVER (ORDER BY rid_lo, tix ROWS UNBOUNDED PRECEDING) - n_spans)
-                       * {chunks} // {n_spans} AS chunk
-                FROM th_traces_all"""
+            f"""CREATE OR REPLACE TEMP TABLE th_traces_all AS
+                SELECT *, (sum(n_spans) OVER (ORDER BY rid_lo, tix ROWS UNBOUNDED PRECEDING) - n_spans)
+                          * {chunks} // {n_spans} AS th_chunk
+                FROM th_traces"""
         )
+        cur.execute("DROP TABLE th_traces")
     if summaries:
-        cur.execute("DROP TABLE IF EXISTS th_summary_all")
+        cur.execute("DROP TABLE IF EXISTS th_summary")
     for i in range(chunks):
         rid_range = None
         if chunks > 1:
             rid_range = cur.execute(
-                "SELECT min(rid_lo), max(rid_hi) FROM th_bounds WHERE chunk = ?", [i]
+                "SELECT min(rid_lo), max(rid_hi) FROM th_traces_all WHERE th_chunk = ?", [i]
             ).fetchall()[0]
             if rid_range[0] is None:  # one trace holds more than a share of the spans
                 continue
             cur.execute(
-                """CREATE OR REPLACE TEMP TABLE th_traces AS SELECT t.* FROM th_traces_all t
-                   SEMI JOIN (SELECT tix FROM th_bounds WHERE chunk = ?) b ON b.tix = t.tix""",
+                """CREATE OR REPLACE TEMP TABLE th_traces AS
+                   SELECT * EXCLUDE (th_chunk) FROM th_traces_all WHERE th_chunk = ?""",
                 [i],
             )
         load_spans(cur, min_rowid=min_rowid, rid_range=rid_range)
         repeats = [DETECTORS[k] for k in per_trace if k in REPEAT_KINDS]
         if repeats:
             build_anchors(cur, repeats)
-        if summaries:
-            build_summaries(cur)
-            if chunks > 1:
-                cur.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS th_summary_all AS SELECT * FROM th_summary LIMIT 0"
-                )
-                cur.execute("INSERT INTO th_summary_all SELECT * FROM th_summary")
+        if summaries:  # every chunk's summaries gather in th_summary
+            build_summaries(cur, append=cur.execute(TEMP_EXISTS, ["th_summary"]).fetchall()[0][0] > 0)
         for kind in per_trace:
             DETECTORS[kind].detect(cur, cfg)
     if chunks > 1:
         cur.execute("DROP TABLE th_traces")
-        cur.execute("ALTER TABLE th_traces_all RENAME TO th_traces")
-        if summaries:
-            cur.execute("DROP TABLE th_summary")
-            cur.execute("ALTER TABLE th_summary_all RENAME TO th_summary")
+        cur.execute("CREATE TEMP TABLE th_traces AS SELECT * EXCLUDE (th_chunk) FROM th_traces_all")
+        cur.execute("DROP TABLE th_traces_all")
     for kind in per_trace:  # detectors that gather over the chunks, then emit once
         finish = getattr(DETECTORS[kind], "finish", None)
         if finish is not None:
             finish(cur, cfg)
-    for table in ("th_rep", "th_rkeys", "th_anchor", "th_cand", "th_src", "th_cov", "th_bounds"):
+    for table in ("th_rep", "th_rkeys", "th_anchor", "th_cand", "th_src", "th_cov"):
         cur.execute(f"DROP TABLE IF EXISTS {table}")
 
 

@@ -67,7 +67,6 @@ FROM covs GROUP BY tix
 #: Exclusive time of a category = its spans' durations minus what their children cover (a child
 #: clipped to its parent never covers more than the parent's duration, so no span goes negative).
 SUMMARY_SQL = """
-CREATE OR REPLACE TEMP TABLE th_summary AS
 SELECT t.tix, t.trace_id, t.service, t.endpoint, t.http_method, t.http_status_code, t.ts AS start,
        t.duration_ns, t.is_error,
        coalesce(a.span_count, 0) AS span_count, coalesce(a.db_count, 0) AS db_count,
@@ -97,10 +96,17 @@ LEFT JOIN th_cov x ON x.tix = t.tix
 """
 
 
-def build_summaries(cur) -> None:
-    """Compute ``th_summary`` (``tix`` + the ``trace_summaries`` columns) for the traces in ``th_traces``."""
+def build_summaries(cur, append: bool = False) -> None:
+    """Compute ``th_summary`` (``tix`` + the ``trace_summaries`` columns) for the traces in ``th_traces``.
+
+    ``append=True`` adds their rows to an existing ``th_summary`` (the chunked per-trace phase
+    gathers every chunk's summaries in one table) instead of replacing it.
+    """
     cur.execute(COVERED_SQL)
-    cur.execute(SUMMARY_SQL)
+    if append:
+        cur.execute("INSERT INTO th_summary " + SUMMARY_SQL)
+    else:
+        cur.execute("CREATE OR REPLACE TEMP TABLE th_summary AS " + SUMMARY_SQL)
 
 
 def summaries_from_store(cur) -> None:

@@ -34,7 +34,7 @@ def build_anchors(cur, modules) -> None:
     ``span_keys`` row ``k``: evaluated once per distinct operation, never per span) and optionally
     ``NEEDS_PARAMS`` (SQL over ``k``: the span then also needs a ``tracehound.db.params_hash``).
 
-    Columns: tix, sid, pid, anchor, start_ns, end_ns, dur_ns, op_h, code_h, orm_rel, orm_uselist,
+    Columns: tix, sid, pid, start_ns, dur_ns, op_h, code_h, orm_rel, orm_uselist,
     params_e (``tracehound.db.params_hash``; else the literal text's key for raw SQL with literals;
     else unique per span: unknown parameters are taken as distinct), the group keys
     ``gk_anchor = hash(tix, anchor, op_h)`` and ``gk_params = hash(tix, op_h, params_e)``, and the flags.
@@ -58,9 +58,10 @@ def build_anchors(cur, modules) -> None:
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE th_rep AS
-        SELECT hash(tix, anchor, op_h) AS gk_anchor, hash(tix, op_h, params_e) AS gk_params, * FROM (
-            SELECT s.tix, s.sid, s.pid, coalesce(a.anchor, s.pid) AS anchor, s.start_ns, s.end_ns,
-                   s.dur_ns, k.op_h, s.code_h, s.orm_rel, s.orm_uselist,
+        SELECT hash(tix, anchor, op_h) AS gk_anchor, hash(tix, op_h, params_e) AS gk_params,
+               * EXCLUDE (anchor) FROM (
+            SELECT s.tix, s.sid, s.pid, coalesce(a.anchor, s.pid) AS anchor, s.start_ns, s.dur_ns,
+                   k.op_h, s.code_h, s.orm_rel, s.orm_uselist,
                    coalesce(s.params_h, CASE WHEN k.has_literals THEN s.key_h END, hash(s.rid)) AS params_e,
                    {flags}
             FROM th_spans s JOIN th_rkeys k ON k.key_h = s.key_h
@@ -108,7 +109,7 @@ def find_repeats(
         SELECT any_value(d.tix) AS tix, any_value(d.op_h) AS op_h, count(*) AS n,
                {n_distinct} AS n_distinct,
                sum(d.dur_ns) AS total_ns, max(d.dur_ns) AS max_ns, min(d.start_ns) AS first_start,
-               max(d.end_ns) AS last_end, list_sort(list(d.sid)) AS span_ids,
+               max(d.start_ns + d.dur_ns) AS last_end, list_sort(list(d.sid)) AS span_ids,
                mode(d.code_h) AS code_h, {orm}
         FROM d GROUP BY d.{gk} HAVING {having} >= ?
         """,
