@@ -124,10 +124,17 @@ ANALYZER_MIGRATIONS = {
     # Version 3: span facts derived once per span (see analyzer/derive.py); filled lazily by the
     # next analysis (watermark analyzer_state['facts_rowid']), so the migration itself is instant.
     3: [SPAN_FACTS_DDL, SPAN_KEYS_DDL, SPAN_CODE_DDL],
-    # Version 4: finding_occurrences.span_ids as UBIGINT[] (was hex VARCHAR[]), see above.
+    # Version 4: finding_occurrences.span_ids as UBIGINT[] (was hex VARCHAR[]), see above. Not one
+    # ALTER ... SET DATA TYPE ... USING: DuckDB writes that expression to its WAL, and replaying it
+    # after a crash needs the core_functions extension (list_transform), which a WAL replay tries to
+    # download. Here the WAL holds only plain DDL and the UPDATE's values. The column moves last.
     4: [
-        "ALTER TABLE finding_occurrences ALTER COLUMN span_ids SET DATA TYPE UBIGINT[] "
-        "USING list_transform(span_ids, lambda x: TRY_CAST('0x' || x AS UBIGINT))"
+        "ALTER TABLE finding_occurrences ADD COLUMN span_ids_u64 UBIGINT[]",
+        "UPDATE finding_occurrences SET span_ids_u64 = "
+        "list_transform(span_ids, lambda x: TRY_CAST('0x' || x AS UBIGINT))",
+        "ALTER TABLE finding_occurrences DROP COLUMN span_ids",
+        "ALTER TABLE finding_occurrences RENAME COLUMN span_ids_u64 TO span_ids",
+        "ALTER TABLE finding_occurrences ALTER COLUMN span_ids SET NOT NULL",
     ],
 }
 

@@ -122,3 +122,43 @@ def test_analyzer_v3_hex_span_ids_migrate_to_integers(tmp_path):
     ).fetchall()
     assert ids == [int(h, 16) for h in hex_ids] and as_hex == hex_ids
     con.close()
+
+
+_MIGRATE_AND_DIE = r"""
+import os, sys
+from tracehound.collector.store import open_database
+con = open_database(sys.argv[1])  # migrates the analyzer tables to the current version
+con.execute("SET checkpoint_threshold = '1GB'")
+con.execute("INSERT INTO finding_occurrences (finding_id, trace_id, timestamp, impact_ms, span_count, "
+            "duration_ms, span_ids) VALUES ('g', 't2', TIMESTAMP_NS '2026-11-02', 1.0, 1, 2.0, [5])")
+assert os.path.getsize(sys.argv[1] + ".wal") > 0
+os._exit(0)  # like SIGKILL: no checkpoint, the migration is only in the WAL
+"""
+
+
+def test_migration_replays_from_the_wal_after_a_crash(tmp_path):
+    """A crash right after migrating leaves the migration in DuckDB's WAL; reopening replays it
+    offline (an ALTER ... USING list_transform(...) in the WAL needed to download an extension)."""
+    import subprocess
+    import sys
+
+    from tracehound.analyzer.schema import ANALYZER_MIGRATIONS
+    from tracehound.collector.schema import STORE_MIGRATIONS
+
+    db = tmp_path / "crash.duckdb"
+    con = duckdb.connect(str(db))
+    check_and_migrate(con, "store", STORE_SCHEMA_VERSION, STORE_MIGRATIONS)
+    check_and_migrate(con, "analyzer", 3, {v: ANALYZER_MIGRATIONS[v] for v in (1, 2, 3)})
+    con.execute(
+        "INSERT INTO finding_occurrences (finding_id, trace_id, timestamp, impact_ms, span_count, duration_ms, "
+        "span_ids) VALUES ('f', 't', TIMESTAMP_NS '2026-11-01', 1.0, 1, 2.0, ['a1b2c3d4e5f60718'])"
+    )
+    con.close()
+    done = subprocess.run([sys.executable, "-c", _MIGRATE_AND_DIE, str(db)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    con = open_database(db)
+    assert con.execute(
+        "SELECT finding_id, list_transform(span_ids, lambda x: printf('%016x', x)) FROM finding_occurrences "
+        "ORDER BY 1"
+    ).fetchall() == [("f", ["a1b2c3d4e5f60718"]), ("g", ["0000000000000005"])]
+    con.close()
