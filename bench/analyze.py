@@ -101,7 +101,41 @@ def child_generate(db: str, spans: int) -> dict:
     return generate(db, spans)
 
 
-def child_full(db: str) -> dict:
+class _TimedCursor:
+    """Wraps a DuckDB cursor: ``execute`` and ``fetchall`` add their wall and CPU seconds to
+    ``stats[statement]`` (``[wall, cpu, count]``; the statement's first 100 characters, whitespace
+    collapsed). Everything else passes through."""
+
+    def __init__(self, cur, stats: dict):
+        self._cur, self._stats, self._last = cur, stats, None
+
+    def cursor(self):
+        return _TimedCursor(self._cur.cursor(), self._stats)
+
+    def _add(self, key, wall, cpu, calls):
+        entry = self._stats.setdefault(key, [0.0, 0.0, 0])
+        entry[0] += wall
+        entry[1] += cpu
+        entry[2] += calls
+
+    def execute(self, sql, *args):
+        t, c = time.perf_counter(), _cpu_s()
+        self._cur.execute(sql, *args)
+        self._last = " ".join(sql.split())[:100]
+        self._add(self._last, time.perf_counter() - t, _cpu_s() - c, 1)
+        return self
+
+    def fetchall(self):
+        t, c = time.perf_counter(), _cpu_s()
+        rows = self._cur.fetchall()
+        self._add(self._last, time.perf_counter() - t, _cpu_s() - c, 0)
+        return rows
+
+    def __getattr__(self, name):
+        return getattr(self._cur, name)
+
+
+def child_full(db: str, statements: dict | None = None) -> dict:
     from tracehound.analyzer import analyze
     from tracehound.analyzer.cli import ANALYZE_MEMORY_LIMIT
     from tracehound.collector.store import open_database
@@ -123,7 +157,7 @@ def child_full(db: str) -> dict:
     # again: what `tracehound analyze` costs once ingest-time work (e.g. the analyzer's per-span
     # facts, built incrementally by the worker in `serve`) already exists
     t, c = time.perf_counter(), _cpu_s()
-    analyze(cur)
+    analyze(cur if statements is None else _TimedCursor(cur, statements))
     again_s, again_cpu = time.perf_counter() - t, _cpu_s() - c
     return {
         "seconds": seconds,
@@ -171,11 +205,14 @@ def _install_phase_timers(phases: dict) -> None:
 
 
 def child_profile(db: str) -> dict:
-    """The full analysis with per-phase wall and CPU seconds (``phases``: name -> [wall, cpu])."""
+    """The full analysis with per-phase wall and CPU seconds (``phases``: name -> [wall, cpu], both
+    runs) and, for the second run, per SQL statement (``statements``: text -> [wall, cpu, calls])."""
     phases: dict = {}
+    statements: dict = {}
     _install_phase_timers(phases)
-    result = child_full(db)
+    result = child_full(db, statements)
     result["phases"] = phases
+    result["statements"] = statements
     return result
 
 
@@ -292,7 +329,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="time each analysis phase (engine steps, detectors) of the full analysis",
+        help="time each analysis phase (engine steps, detectors) of the full analysis, and each SQL "
+        "statement of its second run",
     )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -358,6 +396,11 @@ def main(argv=None) -> int:
         )
         for name, (wall, cpu) in sorted(full.get("phases", {}).items(), key=lambda kv: -kv[1][0]):
             print(f"          phase {name:32} {wall:7.2f} s wall {cpu:7.2f} s CPU")
+        if full.get("statements"):
+            print("          second run, the 15 slowest SQL statements (summed over calls, fetch included):")
+            top = sorted(full["statements"].items(), key=lambda kv: -kv[1][0])[:15]
+            for sql, (wall, cpu, calls) in top:
+                print(f"          {wall:6.2f} s wall {cpu:6.2f} s CPU x{calls:<3} {sql}")
         print(
             f"  {_verdict(best <= TARGET_FULL_S)} time {best:.2f} s (the faster run; target <= {TARGET_FULL_S:g} s)"
         )
