@@ -68,7 +68,8 @@ def create_buffers(cur) -> None:
         cur.execute(sql)
     cur.execute("DROP TABLE IF EXISTS th_w")
     stale = cur.execute(  # left by a pass that failed between a detector's detect() and finish()
-        "SELECT table_name FROM duckdb_tables() WHERE temporary AND table_name LIKE 'th_stash_%'"
+        "SELECT table_name FROM duckdb_tables() WHERE temporary "
+        "AND (starts_with(table_name, 'th_stash_') OR starts_with(table_name, 'th_stsrc_'))"
     ).fetchall()
     for (name,) in stale:
         cur.execute(f'DROP TABLE "{name}"')
