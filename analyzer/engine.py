@@ -7,13 +7,10 @@ import datetime as dt
 from tracehound.analyzer import findings as findings_mod
 from tracehound.analyzer.config import AnalyzerConfig
 from tracehound.analyzer.detectors import DETECTORS, PER_TRACE, WINDOWED
-from tracehound.analyzer.detectors._common import create_buffers
+from tracehound.analyzer.detectors._common import create_buffers, temp_tables
 from tracehound.analyzer.detectors._repeats import build_anchors
 from tracehound.analyzer.spans import load_spans, select_traces
 from tracehound.analyzer.summaries import build_summaries, summaries_from_store, write_trace_summaries
-
-#: Counts the TEMP tables of this connection with a given name.
-TEMP_EXISTS = "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?"
 
 #: Detectors that group repeats under an anchor (need ``th_anchor`` and ``th_rep``).
 REPEAT_KINDS = {"n_plus_one_query", "repeated_query", "n_plus_one_cache", "n_plus_one_http"}
@@ -108,7 +105,7 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
         if repeats:
             build_anchors(cur, repeats)
         if summaries:  # every chunk's summaries gather in th_summary
-            build_summaries(cur, append=cur.execute(TEMP_EXISTS, ["th_summary"]).fetchall()[0][0] > 0)
+            build_summaries(cur, append="th_summary" in temp_tables(cur, "th_summary"))
         for kind in per_trace:
             DETECTORS[kind].detect(cur, cfg)
     if chunks > 1:

@@ -61,17 +61,24 @@ MACROS = (
 )
 
 
+def temp_tables(cur, *prefixes: str) -> list[str]:
+    """Names of this connection's TEMP tables that start with any of ``prefixes``, sorted."""
+    rows = cur.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary "
+        "AND list_bool_or(list_transform(?::VARCHAR[], lambda p: starts_with(table_name, p)))",
+        [list(prefixes)],
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
 def create_buffers(cur) -> None:
     """(Re)create the empty ``th_occ`` and ``th_stats`` buffers (and the :data:`MACROS`) for one
     analysis pass."""
     for sql in MACROS:
         cur.execute(sql)
     cur.execute("DROP TABLE IF EXISTS th_w")
-    stale = cur.execute(  # left by a pass that failed between a detector's detect() and finish()
-        "SELECT table_name FROM duckdb_tables() WHERE temporary "
-        "AND (starts_with(table_name, 'th_stash_') OR starts_with(table_name, 'th_stsrc_'))"
-    ).fetchall()
-    for (name,) in stale:
+    # left by a pass that failed between a detector's detect() and finish()
+    for name in temp_tables(cur, "th_stash_", "th_stsrc_"):
         cur.execute(f'DROP TABLE "{name}"')
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_occ (
@@ -132,9 +139,7 @@ WINDOW_SPANS_SQL = (
 def window_spans(cur) -> None:
     """Create ``th_routes`` and ``th_w`` (see :data:`WINDOW_SPANS_SQL`) unless this pass already did;
     :func:`create_buffers` drops them at the start of every pass."""
-    if cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'th_w' AND temporary").fetchall()[
-        0
-    ][0]:
+    if "th_w" in temp_tables(cur, "th_w"):
         return
     for sql in WINDOW_SPANS_SQL:
         cur.execute(sql)

@@ -13,7 +13,7 @@ text as the parameters; otherwise every execution is assumed to have distinct pa
 
 from __future__ import annotations
 
-from ._common import config_table, hex_sid
+from ._common import config_table, hex_sid, temp_tables
 
 ANCHOR_SQL = """
 CREATE OR REPLACE TEMP TABLE th_anchor AS
@@ -138,12 +138,9 @@ def find_repeats(
 
 
 def _stashed(cur, prefix: str) -> list[str]:
-    """Names of this connection's TEMP tables ``<prefix>_0``, ``<prefix>_1``, ... (chunk order)."""
-    rows = cur.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE temporary AND starts_with(table_name, ?)",
-        [prefix + "_"],
-    ).fetchall()
-    return sorted((r[0] for r in rows), key=lambda name: int(name.rsplit("_", 1)[1]))
+    """Names of the tables ``<prefix>_0``, ``<prefix>_1``, ... (chunk order)."""
+    names = [n for n in temp_tables(cur, prefix + "_") if n.rsplit("_", 1)[1].isdigit()]
+    return sorted(names, key=lambda name: int(name.rsplit("_", 1)[1]))
 
 
 def stash_repeats(cur, kind: str) -> None:
@@ -195,3 +192,34 @@ def emit_repeats(cur, cfg, kind: str, impact: str, keep: str, detail: str | None
     for name in (*cands, *srcs):
         cur.execute(f'DROP TABLE "{name}"')
     return n
+
+
+def repeat_detector(
+    name: str,
+    *,
+    impact: str,
+    keep: str,
+    detail: str | None = None,
+    per_params: bool = False,
+    with_source: bool = False,
+):
+    """The ``(detect, finish)`` pair of a repeat detector (see :mod:`tracehound.analyzer.detectors`).
+
+    ``detect(cur, cfg) -> None`` runs :func:`find_repeats` (with ``per_params``/``with_source``, at
+    the loosest ``min_count`` of any route) on one chunk and :func:`stash_repeats`;
+    ``finish(cur, cfg) -> int`` runs :func:`emit_repeats` with ``impact``, ``keep`` and ``detail``
+    over every chunk's candidates and returns the number of occurrences appended to ``th_occ``.
+    """
+
+    def detect(cur, cfg) -> None:
+        find_repeats(
+            cur, name, cfg.loosest(name, "min_count"), per_params=per_params, with_source=with_source
+        )
+        stash_repeats(cur, name)
+
+    def finish(cur, cfg) -> int:
+        return emit_repeats(cur, cfg, name, impact=impact, keep=keep, detail=detail)
+
+    detect.__doc__ = f"Find the {name} candidate groups of this chunk's traces (``th_traces``)."
+    finish.__doc__ = f"Append the {name} occurrences of every chunk's candidates to ``th_occ``."
+    return detect, finish

@@ -10,7 +10,7 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
-from ._repeats import emit_repeats, find_repeats, stash_repeats
+from ._repeats import repeat_detector
 
 NAME = "n_plus_one_cache"
 #: The spans this detector groups (see :func:`._repeats.build_anchors`).
@@ -19,22 +19,9 @@ KEY_FILTER = "true"
 DEFAULTS = {"min_count": 5, "min_total_ms": 0.0}
 
 
-def detect(cur, cfg) -> None:
-    """Find the N+1 cache candidate groups of this chunk's traces (``th_traces``); see :func:`finish`."""
-    find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"))
-    stash_repeats(cur, NAME)
-
-
-def finish(cur, cfg) -> int:
-    """Append the N+1 cache occurrences of every chunk's candidates to ``th_occ``; returns how many."""
-    return emit_repeats(
-        cur,
-        cfg,
-        NAME,
-        impact="c.total_ns - c.max_ns",
-        keep="c.n >= g.min_count AND th_ms(c.total_ns) >= g.min_total_ms",
-        detail=None,
-    )
+detect, finish = repeat_detector(
+    NAME, impact="c.total_ns - c.max_ns", keep="c.n >= g.min_count AND th_ms(c.total_ns) >= g.min_total_ms"
+)
 
 
 def describe(f: dict, c: dict) -> dict:

@@ -27,7 +27,7 @@ the fix hint is the chained loader on the OUTER query
 
 from __future__ import annotations
 
-from ._repeats import emit_repeats, find_repeats, stash_repeats
+from ._repeats import repeat_detector
 
 NAME = "n_plus_one_query"
 #: The spans this detector groups (see :func:`._repeats.build_anchors`).
@@ -36,29 +36,20 @@ KEY_FILTER = "NOT k.is_batch AND NOT k.is_truncated AND contains(k.norm, ' ')"
 DEFAULTS = {"min_count": 5, "min_total_ms": 50.0, "low_severity_min_count": 20}
 
 
-def detect(cur, cfg) -> None:
-    """Find the N+1 query candidate groups of this chunk's traces (``th_traces``); see :func:`finish`."""
-    find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"), with_source=True)
-    stash_repeats(cur, NAME)
-
-
-def finish(cur, cfg) -> int:
-    """Append the N+1 query occurrences of every chunk's candidates to ``th_occ``; returns how many."""
-    below = "th_ms(c.total_ns) < g.min_total_ms"
-    return emit_repeats(
-        cur,
-        cfg,
-        NAME,
-        impact="c.total_ns - c.max_ns",
-        keep=f"c.n_distinct >= g.min_count AND NOT ({below} AND c.n_distinct < g.low_severity_min_count)",
-        detail=f"""{{'distinct_params': c.n_distinct, 'relationship': c.orm_rel,
-                    'uselist': c.orm_uselist, 'source_statement': c.source_norm,
-                    'source_span_id': c.source_sid,
-                    -- the source query is itself a lazy load (runs once per outer row): a nested N+1
-                    'nested_in': CASE WHEN c.orm_rel <> '' THEN c.source_rel END,
-                    'nested_in_uselist': c.source_uselist, 'below_time_threshold': {below},
-                    'loop_wall_ms': th_ms(c.last_end - c.first_start)}}""",
-    )
+_BELOW = "th_ms(c.total_ns) < g.min_total_ms"
+detect, finish = repeat_detector(
+    NAME,
+    impact="c.total_ns - c.max_ns",
+    keep=f"c.n_distinct >= g.min_count AND NOT ({_BELOW} AND c.n_distinct < g.low_severity_min_count)",
+    detail=f"""{{'distinct_params': c.n_distinct, 'relationship': c.orm_rel,
+                'uselist': c.orm_uselist, 'source_statement': c.source_norm,
+                'source_span_id': c.source_sid,
+                -- the source query is itself a lazy load (runs once per outer row): a nested N+1
+                'nested_in': CASE WHEN c.orm_rel <> '' THEN c.source_rel END,
+                'nested_in_uselist': c.source_uselist, 'below_time_threshold': {_BELOW},
+                'loop_wall_ms': th_ms(c.last_end - c.first_start)}}""",
+    with_source=True,
+)
 
 
 def fix_hint(

@@ -10,7 +10,7 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
-from ._repeats import emit_repeats, find_repeats, stash_repeats
+from ._repeats import repeat_detector
 
 NAME = "repeated_query"
 #: The spans this detector groups (see :func:`._repeats.build_anchors`).
@@ -21,23 +21,13 @@ NEEDS_PARAMS = "NOT (k.has_literals OR (k.sql_op = 'SELECT' AND NOT contains(k.n
 DEFAULTS = {"min_count": 2}
 
 
-def detect(cur, cfg) -> None:
-    """Find the repeated-query candidate groups of this chunk's traces (``th_traces``); see :func:`finish`."""
-    find_repeats(cur, NAME, cfg.loosest(NAME, "min_count"), per_params=True)
-    stash_repeats(cur, NAME)
-
-
-def finish(cur, cfg) -> int:
-    """Append the repeated-query occurrences of every chunk's candidates to ``th_occ``; returns how many."""
-    # impact: every run after the first (the total minus the average run), as doubles like Python's
-    return emit_repeats(
-        cur,
-        cfg,
-        NAME,
-        impact="c.total_ns::DOUBLE - c.total_ns::DOUBLE / c.n::DOUBLE",
-        keep="c.n >= g.min_count",
-        detail=None,
-    )
+# impact: every run after the first (the total minus the average run), as doubles like Python's
+detect, finish = repeat_detector(
+    NAME,
+    impact="c.total_ns::DOUBLE - c.total_ns::DOUBLE / c.n::DOUBLE",
+    keep="c.n >= g.min_count",
+    per_params=True,
+)
 
 
 def describe(f: dict, c: dict) -> dict:
