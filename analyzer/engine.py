@@ -17,10 +17,10 @@ REPEAT_KINDS = {"n_plus_one_query", "repeated_query", "n_plus_one_cache", "n_plu
 
 
 #: Per-trace work runs over chunks of about this many spans, so memory stays bounded (~150 bytes per
-#: span in flight) whatever the window size. Traces go to chunks in the order of their first span's
-#: ``otel_traces`` rowid, so a chunk's spans lie in one stretch of rowids and its scan of
-#: ``span_facts`` skips the rest of the table (zone maps); a trace whose spans arrived far apart only
-#: widens its chunk's stretch. 10 M spans in 4 chunks peak at ~1.6 GB RSS with memory_limit 1500MB.
+#: span in flight) whatever the window size. Traces go to chunks by their first span's
+#: ``otel_traces`` rowid (equal rowid ranges), so a chunk's spans lie in one stretch of rowids and
+#: its scan of ``span_facts`` skips the rest of the table (zone maps); a trace whose spans arrived
+#: far apart only widens its chunk's stretch. 10 M spans in 4 chunks peak at ~1.6 GB RSS with memory_limit 1500MB.
 CHUNK_SPANS = 3_000_000
 
 
@@ -58,7 +58,8 @@ def _run_pass(cur, cfg, kinds, summaries, min_rowid) -> list[str]:
             summaries_from_store(cur)
         for kind in windowed:
             DETECTORS[kind].detect(cur, cfg)
-        cur.execute("DROP TABLE IF EXISTS th_w")
+        for table in ("th_w", "th_trace_rk"):
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
     cur.execute("BEGIN TRANSACTION")
     try:
         if summaries:
@@ -74,50 +75,52 @@ def _run_pass(cur, cfg, kinds, summaries, min_rowid) -> list[str]:
 
 
 def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid) -> None:
-    n_spans = cur.execute("SELECT coalesce(sum(n_spans), 0) FROM th_traces").fetchall()[0][0]
+    n_spans, lo, hi = cur.execute(
+        "SELECT coalesce(sum(n_spans), 0), min(rid_lo), max(rid_lo) FROM th_traces"
+    ).fetchall()[0]
     chunks = max(1, -(-n_spans // CHUNK_SPANS))
-    if chunks > 1:
-        # chunk = position of the trace's spans in rowid order, in `chunks` equal shares of the spans
-        cur.execute(
-            f"""CREATE OR REPLACE TEMP TABLE th_traces_all AS
-                SELECT *, (sum(n_spans) OVER (ORDER BY rid_lo, tix ROWS UNBOUNDED PRECEDING) - n_spans)
-                          * {chunks} // {n_spans} AS th_chunk
-                FROM th_traces"""
-        )
-        cur.execute("DROP TABLE th_traces")
     if summaries:
         cur.execute("DROP TABLE IF EXISTS th_summary")
-    for i in range(chunks):
-        rid_range = None
-        if chunks > 1:
-            rid_range = cur.execute(
-                "SELECT min(rid_lo), max(rid_hi) FROM th_traces_all WHERE th_chunk = ?", [i]
-            ).fetchall()[0]
-            if rid_range[0] is None:  # one trace holds more than a share of the spans
-                continue
-            cur.execute(
-                """CREATE OR REPLACE TEMP TABLE th_traces AS
-                   SELECT * EXCLUDE (th_chunk) FROM th_traces_all WHERE th_chunk = ?""",
-                [i],
-            )
-        load_spans(cur, min_rowid=min_rowid, rid_range=rid_range)
-        repeats = [DETECTORS[k] for k in per_trace if k in REPEAT_KINDS]
-        if repeats:
-            build_anchors(cur, repeats)
-        if summaries:  # every chunk's summaries gather in th_summary
-            build_summaries(cur, append="th_summary" in temp_tables(cur, "th_summary"))
-        for kind in per_trace:
-            DETECTORS[kind].detect(cur, cfg)
-    if chunks > 1:
-        cur.execute("DROP TABLE th_traces")
-        cur.execute("CREATE TEMP TABLE th_traces AS SELECT * EXCLUDE (th_chunk) FROM th_traces_all")
-        cur.execute("DROP TABLE th_traces_all")
+    if chunks == 1:
+        _chunk(cur, cfg, per_trace, summaries, min_rowid, None)
+    else:
+        # chunk i: the traces whose first span's rowid lies in the i-th of `chunks` equal rowid
+        # ranges (spans are appended in rowid order, so about equal shares of the spans); th_traces
+        # is set aside (a rename, no copy) and each chunk's traces are selected from it
+        width = -(-(hi - lo + 1) // chunks)
+        cur.execute("ALTER TABLE th_traces RENAME TO th_traces_all")
+        try:
+            for i in range(chunks):
+                cur.execute(
+                    """CREATE OR REPLACE TEMP TABLE th_traces AS
+                       SELECT * FROM th_traces_all WHERE rid_lo >= ? AND rid_lo < ?""",
+                    [lo + i * width, lo + (i + 1) * width],
+                )
+                rid_range = cur.execute("SELECT min(rid_lo), max(rid_hi) FROM th_traces").fetchall()[0]
+                if rid_range[0] is not None:
+                    _chunk(cur, cfg, per_trace, summaries, min_rowid, rid_range)
+        finally:
+            cur.execute("DROP TABLE IF EXISTS th_traces")
+            cur.execute("ALTER TABLE th_traces_all RENAME TO th_traces")
     for kind in per_trace:  # detectors that gather over the chunks, then emit once
         finish = getattr(DETECTORS[kind], "finish", None)
         if finish is not None:
             finish(cur, cfg)
     for table in ("th_rep", "th_rkeys", "th_anchor", "th_cand", "th_src", "th_cov"):
         cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _chunk(cur, cfg, per_trace: list[str], summaries: bool, min_rowid, rid_range) -> None:
+    """The per-trace work on the traces in ``th_traces`` (one chunk), whose spans have rowids in
+    ``rid_range`` (inclusive; ``None`` = anywhere)."""
+    load_spans(cur, min_rowid=min_rowid, rid_range=rid_range)
+    repeats = [DETECTORS[k] for k in per_trace if k in REPEAT_KINDS]
+    if repeats:
+        build_anchors(cur, repeats)
+    if summaries:  # every chunk's summaries gather in th_summary
+        build_summaries(cur, append="th_summary" in temp_tables(cur, "th_summary"))
+    for kind in per_trace:
+        DETECTORS[kind].detect(cur, cfg)
 
 
 def to_ns(value) -> int | None:

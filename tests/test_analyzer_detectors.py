@@ -172,7 +172,7 @@ def test_connection_churn(db):
 
 
 def test_chunked_per_trace_phase_gives_the_same_findings(db, monkeypatch):
-    """Traces split into hash-range chunks (bounded memory) must not change any finding or summary."""
+    """Traces split into rowid-range chunks (bounded memory) must not change any finding or summary."""
     import tracehound.analyzer.engine as engine
     from th_traces import n_plus_one_trace
 
@@ -190,5 +190,9 @@ def test_chunked_per_trace_phase_gives_the_same_findings(db, monkeypatch):
 
     whole = snapshot()
     monkeypatch.setattr(engine, "CHUNK_SPANS", 40)  # ~6 chunks
+    chunks = []
+    real_chunk = engine._chunk
+    monkeypatch.setattr(engine, "_chunk", lambda cur, *a: chunks.append(a[-1]) or real_chunk(cur, *a))
     assert snapshot() == whole
+    assert len(chunks) >= 4 and all(rid_range is not None for rid_range in chunks)
     assert {f[0] for f in whole[0]}  # something was found at all

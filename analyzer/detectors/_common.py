@@ -116,22 +116,28 @@ def config_table(cur, cfg, kind: str) -> None:
         cur.unregister("th_cfg_arrow")
 
 
-#: ``th_routes``: small integer keys per route (``rk``) and service (``sk``). ``th_w``: one narrow row
-#: per non-server span of the window with its operation (``op_h = hash(cat, norm)``: it implies the
-#: category), route keys (no strings: millions of rows) and ``sq_ok`` (a DB statement ``slow_query`` judges: not truncated, not empty). Built
-#: once per pass for ``slow_query`` and ``slow_span``, which both aggregate every span's duration.
+#: ``th_routes``: small integer keys per route (``rk``) and service (``sk``); ``th_trace_rk``: each
+#: trace's keys. ``th_w``: one narrow row per non-server span of the window with its operation
+#: (``op_h = hash(cat, norm)``: it implies the category), route keys (no strings: millions of rows)
+#: and ``sq_ok`` (a DB statement ``slow_query`` judges: not truncated, not empty). Built once per pass
+#: for ``slow_query`` and ``slow_span``, which both aggregate every span's duration.
+#: The route keys are resolved per trace first (the string join runs on 0.4 M traces, not on 10 M
+#: spans), and ``th_w`` reads ``th_facts``: its inner join with the traces' keys already keeps only
+#: the pass's traces (read through ``th_spans``, DuckDB joined the strings per span and semi-joined
+#: the traces as well: 0.80 s vs 0.45 s for 9.6 M spans).
 WINDOW_SPANS_SQL = (
     """CREATE OR REPLACE TEMP TABLE th_routes AS
        SELECT row_number() OVER (ORDER BY service, endpoint)::INTEGER AS rk,
               dense_rank() OVER (ORDER BY service)::INTEGER AS sk, service, endpoint
        FROM (SELECT DISTINCT service, endpoint FROM th_traces)""",
+    """CREATE OR REPLACE TEMP TABLE th_trace_rk AS
+       SELECT t.tix, r.rk, r.sk FROM th_traces t JOIN th_routes r USING (service, endpoint)""",
     """CREATE TEMP TABLE th_w AS
        SELECT s.tix, s.sid, s.start_ns, s.dur_ns, s.code_h, k.op_h, k.sq_ok, r.rk, r.sk
-       FROM th_spans s
+       FROM th_facts s
+       JOIN th_trace_rk r ON r.tix = s.tix
        JOIN (SELECT key_h, op_h, cat = 'db' AND NOT is_truncated AND norm <> '' AS sq_ok FROM th_keys) k
             ON k.key_h = s.key_h
-       JOIN (SELECT t.tix, r.rk, r.sk FROM th_traces t JOIN th_routes r USING (service, endpoint)) r
-            ON r.tix = s.tix
        WHERE s.cat <> 'server'""",
 )
 
