@@ -168,7 +168,8 @@ def emit(cur, rows: list[dict]) -> int:
     """Append occurrence dicts (keys: ``OCC_COLUMNS``; ``detail`` a dict) to ``th_occ``.
 
     For detectors with few occurrences; the N+1 family builds its occurrences in SQL
-    (:func:`._repeats.emit_repeats`).
+    (:func:`._repeats.emit_repeats`), and so do the windowed detectors whose groups have many
+    (``INSERT INTO th_occ BY NAME ... JOIN th_flag``, see :func:`flag_groups`).
     """
     if not rows:
         return 0
@@ -198,6 +199,15 @@ def emit(cur, rows: list[dict]) -> int:
     finally:
         cur.unregister("th_occ_arrow")
     return len(rows)
+
+
+def flag_groups(cur, groups: list[tuple]) -> None:
+    """``th_flag``: the ``(service, endpoint, pattern)`` groups a windowed detector flagged (judged in
+    Python, a few rows), for one ``INSERT INTO th_occ ... JOIN th_flag`` that builds all their
+    occurrences in SQL (tens of thousands of rows never pass through Python)."""
+    cur.execute("CREATE OR REPLACE TEMP TABLE th_flag (service VARCHAR, endpoint VARCHAR, pattern VARCHAR)")
+    if groups:
+        cur.executemany("INSERT INTO th_flag VALUES (?, ?, ?)", [tuple(g) for g in groups])
 
 
 def emit_stats(cur, kind: str, service: str, endpoint: str, pattern: str, stats: dict) -> None:

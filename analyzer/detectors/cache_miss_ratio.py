@@ -13,7 +13,7 @@ recompute time.
 
 from __future__ import annotations
 
-from ._common import emit, emit_stats, hex_sid, mark_evaluated, ms
+from ._common import emit_stats, flag_groups, mark_evaluated, ms
 
 NAME = "cache_miss_ratio"
 DEFAULTS = {"max_hit_ratio": 0.5, "min_lookups": 20}
@@ -32,14 +32,14 @@ def detect(cur, cfg) -> int:
            WHERE s.cat = 'cache'"""
     )
     cur.execute(
-        f"""CREATE OR REPLACE TEMP TABLE th_miss AS
-            SELECT m.tix, m.key_pattern, m.sid, m.dur_ns, m.code_h,
-                   coalesce(min(w.start_ns) - m.end_ns, any_value(t.start_ns + t.duration_ns) - m.end_ns, 0)
-                       AS recompute_ns, {hex_sid("m.sid")} AS sid_hex
-            FROM th_cache m JOIN th_traces t ON t.tix = m.tix
-            LEFT JOIN th_cache w ON w.tix = m.tix AND w.key_pattern = m.key_pattern
-                 AND w.op IN ('set', 'add', 'setex', 'set_many') AND w.start_ns >= m.end_ns
-            WHERE m.cache_hit = false GROUP BY m.tix, m.key_pattern, m.sid, m.dur_ns, m.end_ns, m.code_h"""
+        """CREATE OR REPLACE TEMP TABLE th_miss AS
+           SELECT m.tix, m.key_pattern, m.sid, m.dur_ns, m.code_h,
+                  coalesce(min(w.start_ns) - m.end_ns, any_value(t.start_ns + t.duration_ns) - m.end_ns, 0)
+                      AS recompute_ns
+           FROM th_cache m JOIN th_traces t ON t.tix = m.tix
+           LEFT JOIN th_cache w ON w.tix = m.tix AND w.key_pattern = m.key_pattern
+                AND w.op IN ('set', 'add', 'setex', 'set_many') AND w.start_ns >= m.end_ns
+           WHERE m.cache_hit = false GROUP BY m.tix, m.key_pattern, m.sid, m.dur_ns, m.end_ns, m.code_h"""
     )
     groups = cur.execute(
         """SELECT t.service, t.endpoint, c.key_pattern, count(*) AS lookups,
@@ -47,23 +47,36 @@ def detect(cur, cfg) -> int:
            FROM th_cache c JOIN th_traces t ON t.tix = c.tix WHERE c.cache_hit IS NOT NULL
            GROUP BY ALL"""
     ).fetchall()
-    out, evaluated = [], []
+    flagged, evaluated = {}, []
     for service, endpoint, key, lookups, hits, requests in groups:
         c = cfg.get(NAME, service, endpoint)
-        ratio = hits / lookups
         if not c["enabled"] or lookups < c["min_lookups"]:
             continue
         evaluated.append((service, endpoint, key))
-        if ratio > c["max_hit_ratio"]:
-            continue
-        rows = cur.execute(
-            """SELECT m.tix, count(*), sum(m.dur_ns), sum(greatest(m.recompute_ns, 0)), list(m.sid_hex),
-                      mode(m.code_h)
-               FROM th_miss m JOIN th_traces t ON t.tix = m.tix
-               WHERE t.service = ? AND t.endpoint = ? AND m.key_pattern = ? GROUP BY m.tix""",
-            [service, endpoint, key],
-        ).fetchall()
-        recompute = sum(r[3] for r in rows)
+        if hits / lookups <= c["max_hit_ratio"]:
+            flagged[service, endpoint, key] = (lookups, hits, requests, c["max_hit_ratio"])
+    mark_evaluated(cur, NAME, evaluated)
+    flag_groups(cur, list(flagged))
+    # the flagged groups' misses per request, all in one statement: miss latency + recompute time
+    n = cur.execute(
+        f"""INSERT INTO th_occ BY NAME
+            SELECT '{NAME}' AS kind, t.service, t.endpoint, m.key_pattern AS pattern, m.tix,
+                   th_ms(sum(m.dur_ns) + sum(greatest(m.recompute_ns, 0))) AS impact_ms,
+                   count(*) AS span_count, th_ms(sum(m.dur_ns) + sum(greatest(m.recompute_ns, 0))) AS duration_ms,
+                   mode(m.code_h) AS code_h, to_json({{'key_pattern': m.key_pattern}})::VARCHAR AS detail,
+                   list_sort(list(m.sid)) AS sids
+            FROM th_miss m JOIN th_traces t ON t.tix = m.tix
+            JOIN th_flag f ON f.service = t.service AND f.endpoint = t.endpoint AND f.pattern = m.key_pattern
+            GROUP BY t.service, t.endpoint, m.key_pattern, m.tix"""
+    ).fetchall()[0][0]
+    recompute = cur.execute(
+        """SELECT t.service, t.endpoint, m.key_pattern, sum(greatest(m.recompute_ns, 0))
+           FROM th_miss m JOIN th_traces t ON t.tix = m.tix
+           JOIN th_flag f ON f.service = t.service AND f.endpoint = t.endpoint AND f.pattern = m.key_pattern
+           GROUP BY ALL"""
+    ).fetchall()
+    recompute = {(r[0], r[1], r[2]): r[3] for r in recompute}
+    for (service, endpoint, key), (lookups, hits, requests, threshold) in flagged.items():
         emit_stats(
             cur,
             NAME,
@@ -75,31 +88,16 @@ def detect(cur, cfg) -> int:
                 "lookups": lookups,
                 "hits": hits,
                 "misses": lookups - hits,
-                "hit_ratio": round(ratio, 4),
+                "hit_ratio": round(hits / lookups, 4),
                 "requests": requests,
                 "misses_per_request": round((lookups - hits) / max(requests, 1), 3),
-                "recompute_ms_per_miss": ms(recompute / max(lookups - hits, 1)),
-                "threshold_ratio": c["max_hit_ratio"],
+                "recompute_ms_per_miss": ms(
+                    recompute.get((service, endpoint, key), 0) / max(lookups - hits, 1)
+                ),
+                "threshold_ratio": threshold,
             },
         )
-        out.extend(
-            {
-                "kind": NAME,
-                "service": service,
-                "endpoint": endpoint,
-                "pattern": key,
-                "tix": tix,
-                "impact_ms": ms(miss_ns + rec_ns),
-                "span_count": n,
-                "duration_ms": ms(miss_ns + rec_ns),
-                "span_ids": sids,
-                "code_h": code_h,
-                "detail": {"key_pattern": key},
-            }
-            for tix, n, miss_ns, rec_ns, sids, code_h in rows
-        )
-    mark_evaluated(cur, NAME, evaluated)
-    return emit(cur, out)
+    return n
 
 
 def describe(f: dict, c: dict) -> dict:

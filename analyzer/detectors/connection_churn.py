@@ -13,7 +13,7 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`) on
 
 from __future__ import annotations
 
-from ._common import emit, emit_stats, hex_sid, mark_evaluated, ms
+from ._common import emit_stats, flag_groups, mark_evaluated, ms
 
 NAME = "connection_churn"
 DEFAULTS = {"min_ratio": 0.5, "min_requests": 10}
@@ -22,16 +22,16 @@ DEFAULTS = {"min_ratio": 0.5, "min_requests": 10}
 def detect(cur, cfg) -> int:
     """Append connection-churn occurrences and statistics (window: the traces in ``th_traces``)."""
     cur.execute(
-        f"""CREATE OR REPLACE TEMP TABLE th_conn AS
-            SELECT tix, count(*) AS n, sum(dur_ns) AS total_ns, list({hex_sid("sid")}) AS sids, max(dur_ns) AS mx,
-                   mode(code_h) AS code_h
-            FROM th_spans WHERE cat = 'connect' AND new_conn GROUP BY tix"""
+        """CREATE OR REPLACE TEMP TABLE th_conn AS
+           SELECT tix, count(*) AS n, sum(dur_ns) AS total_ns, list_sort(list(sid)) AS sids,
+                  mode(code_h) AS code_h
+           FROM th_spans WHERE cat = 'connect' AND new_conn GROUP BY tix"""
     )
     routes = cur.execute(
         """SELECT t.service, t.endpoint, count(*), count(c.tix), avg(c.total_ns)
            FROM th_traces t LEFT JOIN th_conn c ON c.tix = t.tix GROUP BY ALL"""
     ).fetchall()
-    out, evaluated = [], []
+    flagged, evaluated = [], []
     for service, endpoint, n, n_conn, avg_ns in routes:
         c = cfg.get(NAME, service, endpoint)
         if not c["enabled"] or n < c["min_requests"]:
@@ -39,6 +39,7 @@ def detect(cur, cfg) -> int:
         evaluated.append((service, endpoint, endpoint))
         if n_conn / n < c["min_ratio"]:
             continue
+        flagged.append((service, endpoint, endpoint))
         emit_stats(
             cur,
             NAME,
@@ -53,29 +54,17 @@ def detect(cur, cfg) -> int:
                 "threshold_ratio": c["min_ratio"],
             },
         )
-        rows = cur.execute(
-            """SELECT c.tix, c.n, c.total_ns, c.sids, c.code_h FROM th_conn c JOIN th_traces t ON t.tix = c.tix
-               WHERE t.service = ? AND t.endpoint = ?""",
-            [service, endpoint],
-        ).fetchall()
-        out.extend(
-            {
-                "kind": NAME,
-                "service": service,
-                "endpoint": endpoint,
-                "pattern": endpoint,
-                "tix": tix,
-                "impact_ms": ms(total),
-                "span_count": k,
-                "duration_ms": ms(total),
-                "span_ids": sids,
-                "code_h": code_h,
-                "detail": {},
-            }
-            for tix, k, total, sids, code_h in rows
-        )
     mark_evaluated(cur, NAME, evaluated)
-    return emit(cur, out)
+    flag_groups(cur, flagged)
+    # the flagged routes' connecting requests, all in one statement
+    return cur.execute(
+        f"""INSERT INTO th_occ BY NAME
+            SELECT '{NAME}' AS kind, t.service, t.endpoint, t.endpoint AS pattern, c.tix,
+                   th_ms(c.total_ns) AS impact_ms, c.n AS span_count, th_ms(c.total_ns) AS duration_ms,
+                   c.code_h, '{{}}' AS detail, c.sids
+            FROM th_conn c JOIN th_traces t ON t.tix = c.tix
+            JOIN th_flag f ON f.service = t.service AND f.endpoint = t.endpoint"""
+    ).fetchall()[0][0]
 
 
 def describe(f: dict, c: dict) -> dict:
