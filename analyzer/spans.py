@@ -8,7 +8,7 @@ span facts of :mod:`tracehound.analyzer.derive` (never from ``SpanAttributes``):
                ``http_method``, ``http_status_code``, ``start_ns``, ``ts``, ``duration_ns``, ``is_error``,
                ``root_sid``, and ``n_spans`` / ``rid_lo`` / ``rid_hi`` (its span count, and the first
                and last ``otel_traces`` rowid of its spans: the per-trace phase chunks by these). The
-               root is the earliest ``Server`` span of the trace.
+               root is the earliest ``Server`` span of the trace (ties: the first ingested).
 ``th_spans``   one narrow row per span of those traces: ``tix``, ``rid``, ``sid``/``pid`` (span / parent id
                as UBIGINT, 0 = no parent), ``start_ns``, ``end_ns``, ``dur_ns``, ``cat``, ``key_h`` (hash
                of the raw operation), ``params_h``, ``code_h``, ``cache_hit``, ORM lazy-load info,
@@ -49,10 +49,8 @@ def select_traces(
     """
     refresh_facts(cur)
     where = ["true"]
-    params: list = []
     if min_rowid is not None:
-        where.append("rid >= ?")
-        params.append(min_rowid)
+        where.append(f"rid >= {int(min_rowid)}")
     if trace_ids is not None:
         import pyarrow as pa
 
@@ -62,35 +60,30 @@ def select_traces(
         )
         cur.unregister("th_sel_arrow")
         where.append("trace_h IN (SELECT trace_h FROM th_sel)")
-    # one pass over every span: the root facts come from the server spans (trace_id is set on those
-    # only), the span count and rowid bounds from all of them
-    having = ["r IS NOT NULL"]
+    window = ["true"]
     if since_ns is not None:
-        having.append("r.start_ns >= ?")
-        params.append(int(since_ns))
+        window.append(f"r.start_ns >= {int(since_ns)}")
     if until_ns is not None:
-        having.append("r.start_ns < ?")
-        params.append(int(until_ns))
+        window.append(f"r.start_ns < {int(until_ns)}")
+    # The root: the earliest server span (trace_id is set on server spans only; ties: the first
+    # ingested), picked by a window over those few rows; the span count and rowid bounds: plain
+    # aggregates over every span. (One arg_min of a STRUCT over all spans cost 0.30 s on 10 M spans,
+    # these two 0.22 s: DuckDB's arg_min copies the struct's strings into every group's state.)
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE th_traces AS
-        SELECT trace_h AS tix, r.trace_id, r.service, coalesce(r.route, '') AS endpoint,
+        SELECT r.trace_h AS tix, r.trace_id, r.service, coalesce(r.route, '') AS endpoint,
                coalesce(r.method, '') AS http_method, r.status AS http_status_code, r.start_ns,
-               make_timestamp_ns(r.start_ns) AS ts, r.dur AS duration_ns,
-               (r.err OR coalesce(r.status, 0) >= 500) AS is_error, r.sid AS root_sid,
-               n_spans, rid_lo, rid_hi
-        FROM (
-            SELECT trace_h,
-                   arg_min({{'trace_id': trace_id, 'service': service, 'route': route, 'method': method,
-                             'status': status, 'start_ns': start_ns, 'dur': dur_ns, 'err': is_error,
-                             'sid': sid}}, start_ns) FILTER (WHERE trace_id IS NOT NULL) AS r,
-                   count(*) AS n_spans, min(rid) AS rid_lo, max(rid) AS rid_hi
-            FROM span_facts WHERE {" AND ".join(where)}
-            GROUP BY trace_h
-        )
-        WHERE {" AND ".join(having)}
-        """,
-        params,
+               make_timestamp_ns(r.start_ns) AS ts, r.dur_ns AS duration_ns,
+               (r.is_error OR coalesce(r.status, 0) >= 500) AS is_error, r.sid AS root_sid,
+               n.n_spans, n.rid_lo, n.rid_hi
+        FROM (SELECT trace_h, trace_id, service, route, method, status, start_ns, dur_ns, is_error, sid
+              FROM span_facts WHERE trace_id IS NOT NULL AND {" AND ".join(where)}
+              QUALIFY row_number() OVER (PARTITION BY trace_h ORDER BY start_ns, rid) = 1) r
+        JOIN (SELECT trace_h, count(*) AS n_spans, min(rid) AS rid_lo, max(rid) AS rid_hi
+              FROM span_facts WHERE {" AND ".join(where)} GROUP BY trace_h) n ON n.trace_h = r.trace_h
+        WHERE {" AND ".join(window)}
+        """
     )
     return cur.execute("SELECT count(*) FROM th_traces").fetchall()[0][0]
 

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from ._common import config_table, hex_sid, temp_tables
 
+#: Iteration spans: internal/template spans whose name occurs 2+ times under their parent. Counted
+#: by one GROUP BY on a single 64-bit key and kept by a semi-join (cheaper than a window count
+#: partitioned by the three columns: 0.035 vs 0.055 s for 1 M spans).
 ANCHOR_SQL = """
 CREATE OR REPLACE TEMP TABLE th_anchor AS
-SELECT tix, sid, pid AS anchor FROM (
-    SELECT tix, sid, pid, count(*) OVER (PARTITION BY tix, pid, key_h) AS n
-    FROM th_spans WHERE cat IN ('other', 'template') AND pid <> 0
-) WHERE n >= 2
+WITH it AS (
+    SELECT tix, sid, pid, hash(tix, pid, key_h) AS g FROM th_spans
+    WHERE cat IN ('other', 'template') AND pid <> 0
+)
+SELECT tix, sid, pid AS anchor FROM it SEMI JOIN (SELECT g FROM it GROUP BY g HAVING count(*) >= 2) USING (g)
 """
 
 
