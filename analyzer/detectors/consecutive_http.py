@@ -16,9 +16,7 @@ Severity: the common rule (:func:`tracehound.analyzer.findings.severity_for`).
 
 from __future__ import annotations
 
-from collections import Counter
-
-from ._common import emit, hex_sid, ms
+from ._common import config_table
 
 NAME = "consecutive_http"
 DEFAULTS = {
@@ -28,73 +26,78 @@ DEFAULTS = {
     "min_saved_ms": 2000.0,
 }
 
+#: The runs, in SQL over the few eligible spans (``th_chttp``, their route's thresholds joined):
+#: ``pos`` orders a trace's calls by (start, end); a call opens a new run when it starts before the
+#: previous call ended or ``max_gap_ms`` or more after; ``run`` numbers them (a running sum).
+_RUNS_SQL = """
+CREATE OR REPLACE TEMP TABLE th_crun AS
+WITH o AS (
+    SELECT *, row_number() OVER w AS pos, lag(end_ns) OVER w AS prev_end
+    FROM th_chttp WINDOW w AS (PARTITION BY tix ORDER BY start_ns, end_ns, sid)
+),
+r AS (
+    SELECT *, sum((prev_end IS NOT NULL AND (start_ns < prev_end OR start_ns - prev_end >= max_gap_ms * 1e6))::INTEGER)
+                  OVER (PARTITION BY tix ORDER BY pos ROWS UNBOUNDED PRECEDING) AS run
+    FROM o
+)
+SELECT * FROM r SEMI JOIN (
+    SELECT tix, run FROM r GROUP BY tix, run
+    HAVING count(*) >= any_value(min_count) AND th_ms(sum(dur_ns) - max(dur_ns)) >= any_value(min_saved_ms)
+) USING (tix, run)
+"""
+
+#: One occurrence per flagged run. Pattern: the run's most common code location (a tie goes to the
+#: location called first in the run: the pattern is part of the finding's identity, so it must be
+#: deterministic) and its sorted hosts; ``code_h`` likewise.
+_EMIT_SQL = f"""
+INSERT INTO th_occ BY NAME
+WITH runs AS (
+    SELECT tix, run, any_value(service) AS service, any_value(endpoint) AS endpoint, count(*) AS n,
+           sum(dur_ns) AS total_ns, max(dur_ns) AS max_ns, list(sid ORDER BY pos) AS sids,
+           list_sort(list_distinct(list(norm))) AS urls, list_sort(list_distinct(list(h.host))) AS hosts
+    FROM th_crun JOIN th_http_host h USING (norm) GROUP BY tix, run
+),
+locs AS (
+    SELECT tix, run, first(loc ORDER BY n DESC, first_pos) AS loc FROM (
+        SELECT tix, run, loc, count(*) AS n, min(pos) AS first_pos FROM th_crun
+        WHERE loc IS NOT NULL AND loc <> '' GROUP BY ALL) GROUP BY tix, run
+),
+codes AS (
+    SELECT tix, run, first(code_h ORDER BY n DESC, first_pos) AS code_h FROM (
+        SELECT tix, run, code_h, count(*) AS n, min(pos) AS first_pos FROM th_crun
+        WHERE code_h IS NOT NULL GROUP BY ALL) GROUP BY tix, run
+)
+SELECT '{NAME}' AS kind, r.service, r.endpoint,
+       coalesce(l.loc, '-') || ' -> ' || array_to_string(r.hosts, ' | ') AS pattern, r.tix,
+       th_ms(r.total_ns - r.max_ns) AS impact_ms, r.n AS span_count, th_ms(r.total_ns) AS duration_ms,
+       c.code_h, to_json({{'hosts': r.hosts, 'urls': r.urls}})::VARCHAR AS detail, r.sids
+FROM runs r LEFT JOIN locs l USING (tix, run) LEFT JOIN codes c USING (tix, run)
+"""
+
 
 def detect(cur, cfg) -> int:
     """Append consecutive-HTTP occurrences of the traces in ``th_traces`` to ``th_occ``."""
-    min_span_ns = int(cfg.loosest(NAME, "min_span_ms") * 1e6)
-    rows = cur.execute(
-        f"""SELECT t.service, t.endpoint, s.tix, s.start_ns, s.end_ns, s.dur_ns, k.norm, {hex_sid("s.sid")},
-                   s.code_h, c.filepath || ':' || c.lineno
-            FROM th_spans s JOIN th_keys k ON k.key_h = s.key_h JOIN th_traces t ON t.tix = s.tix
-            LEFT JOIN th_code c ON c.code_h = s.code_h
-            WHERE s.cat = 'http' AND s.dur_ns >= ? ORDER BY s.tix, s.start_ns, s.end_ns""",
-        [min_span_ns],
-    ).fetchall()
-    out: list[dict] = []
-    i = 0
-    while i < len(rows):
-        j = i
-        while j < len(rows) and rows[j][2] == rows[i][2]:
-            j += 1
-        out.extend(_runs(rows[i:j], cfg))
-        i = j
-    return emit(cur, out)
-
-
-def _runs(spans, cfg) -> list[dict]:
-    service, endpoint = spans[0][0], spans[0][1]
-    c = cfg.get(NAME, service, endpoint)
-    if not c["enabled"]:
-        return []
-    eligible = [s for s in spans if s[5] >= c["min_span_ms"] * 1e6]
-    runs, current = [], []
-    for s in eligible:
-        if current and (s[3] < current[-1][4] or s[3] - current[-1][4] >= c["max_gap_ms"] * 1e6):
-            runs.append(current)
-            current = []
-        current.append(s)
-    runs.append(current)
-    out = []
-    for run in runs:
-        if len(run) < c["min_count"]:
-            continue
-        total = sum(s[5] for s in run)
-        saved = total - max(s[5] for s in run)
-        if ms(saved) < c["min_saved_ms"]:
-            continue
-        urls = sorted({s[6] for s in run})
-        hosts = sorted({_host(u) for u in urls})
-        codes = [s[8] for s in run if s[8] is not None]
-        locs = [s[9] for s in run if s[9]]
-        # most common; a tie goes to the location called first in the run (deterministic: the
-        # location is part of the finding's identity, so it must not depend on string hashing)
-        loc = Counter(locs).most_common(1)[0][0] if locs else "-"
-        out.append(
-            {
-                "kind": NAME,
-                "service": service,
-                "endpoint": endpoint,
-                "pattern": f"{loc} -> {' | '.join(hosts)}",
-                "tix": run[0][2],
-                "impact_ms": ms(saved),
-                "span_count": len(run),
-                "duration_ms": ms(total),
-                "span_ids": [s[7] for s in run],
-                "code_h": Counter(codes).most_common(1)[0][0] if codes else None,
-                "detail": {"urls": urls, "hosts": hosts},
-            }
-        )
-    return out
+    config_table(cur, cfg, NAME)
+    cur.execute(
+        """CREATE OR REPLACE TEMP TABLE th_chttp AS
+           SELECT t.service, t.endpoint, s.tix, s.sid, s.start_ns, s.end_ns, s.dur_ns, s.code_h, k.norm,
+                  c.filepath || ':' || c.lineno AS loc, g.max_gap_ms, g.min_count, g.min_saved_ms
+           FROM th_spans s JOIN th_traces t ON t.tix = s.tix
+           JOIN th_cfg g ON g.service = t.service AND g.endpoint = t.endpoint
+           JOIN th_keys k ON k.key_h = s.key_h LEFT JOIN th_code c ON c.code_h = s.code_h
+           WHERE s.cat = 'http' AND s.dur_ns >= ? AND g.enabled AND s.dur_ns >= g.min_span_ms * 1e6""",
+        [int(cfg.loosest(NAME, "min_span_ms") * 1e6)],
+    )
+    cur.execute(_RUNS_SQL)
+    # the host of each URL pattern of a flagged run (a few distinct patterns), by _host()
+    norms = [r[0] for r in cur.execute("SELECT DISTINCT norm FROM th_crun").fetchall()]
+    cur.execute("CREATE OR REPLACE TEMP TABLE th_http_host (norm VARCHAR, host VARCHAR)")
+    if norms:
+        cur.executemany("INSERT INTO th_http_host VALUES (?, ?)", [(n, _host(n)) for n in norms])
+    n = cur.execute(_EMIT_SQL).fetchall()[0][0]
+    for table in ("th_chttp", "th_crun", "th_http_host"):
+        cur.execute(f"DROP TABLE {table}")
+    return n
 
 
 def _host(url_pattern: str) -> str:
