@@ -171,6 +171,22 @@ def test_connection_churn(db):
     assert (f["code_filepath"], f["code_lineno"]) == ("app/db.py", 7)
 
 
+def test_the_root_is_the_earliest_server_span_and_a_tie_goes_to_the_first_ingested(db):
+    """A trace's route comes from its earliest SERVER span (a downstream service's server span
+    starts later); two server spans starting together: the one ingested first."""
+    from tracehound.analyzer.spans import select_traces
+
+    nested = TraceBuilder(route="/front", duration_ms=300)
+    nested.span("GET /inner", 10, 100, kind="Server", attrs={"http.route": "/inner"})
+    tie = TraceBuilder(route="/first", duration_ms=300)
+    tie.span("GET /second", 0, 300, parent="", kind="Server", attrs={"http.route": "/second"})
+    store(db, nested, tie)
+    cur = db.cursor()
+    assert select_traces(cur) == 2
+    rows = cur.execute("SELECT trace_id, endpoint, n_spans FROM th_traces").fetchall()
+    assert sorted(rows) == sorted([(nested.trace_id, "/front", 2), (tie.trace_id, "/first", 2)])
+
+
 def test_chunked_per_trace_phase_gives_the_same_findings(db, monkeypatch):
     """Traces split into rowid-range chunks (bounded memory) must not change any finding or summary."""
     import tracehound.analyzer.engine as engine
