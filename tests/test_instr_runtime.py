@@ -120,6 +120,10 @@ def test_reloader_spans_only_from_serving_process(tmp_path):
             SHOP_DB_URL=f"sqlite:///{tmp_path}/shop.sqlite",
             SHOP_PORT=str(port),
             SHOP_RELOADER="1",
+            # the SDK's default delay: the guard cannot recall spans the parent exported before it
+            # reached run_with_reloader (documented in lifecycle.py), and with the suite's 200 ms a
+            # loaded machine sometimes takes longer than that; the serving child flushes at SIGTERM
+            OTEL_BSP_SCHEDULE_DELAY="5000",
         )
         with running_app(instrument("python", str(SHOP)), env, APP_DIR, port) as proc:
             serving_pid = get(f"http://127.0.0.1:{port}/pid")["pid"]
