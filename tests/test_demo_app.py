@@ -313,12 +313,13 @@ def test_postgresql_and_redis_backends(tmp_path, stub_url, postgres_url, redis_u
         for rule, path in GET_ROUTES.items():
             assert client.get(path).status_code == 200, rule
         assert app.config["CACHE_TYPE"] == "RedisCache"
-        # The missing index is slow on PostgreSQL too (measured on the build machine, tag "poetry",
-        # warm buffers: planted 0.9-1.6 s, the indexed twin 3-15 ms).
+        # The missing index is slow on PostgreSQL too (tag "poetry", warm buffers: planted 0.9-1.6 s
+        # on the build machine, 0.47 s on a faster one; the indexed twin 3-15 ms). What is asserted
+        # is the index's effect, not this machine's speed.
         slow, _, slow_s = _timed_get(app, "/tags/poetry/popular")
         fast, _, fast_s = _timed_get(app, "/tags/poetry/popular/indexed")
         assert slow.text == fast.text
-        assert slow_s > 0.5 and slow_s > 30 * fast_s, (slow_s, fast_s)
+        assert slow_s > 0.2 and slow_s > 30 * fast_s, (slow_s, fast_s)
         with CacheCalls(app) as calls:
             client.get("/api/bestsellers")
         assert calls.hits == 1  # served from Redis
