@@ -57,23 +57,27 @@ def detect(cur, cfg) -> int:
             flagged[service, endpoint, key] = (lookups, hits, requests, c["max_hit_ratio"])
     mark_evaluated(cur, NAME, evaluated)
     flag_groups(cur, list(flagged))
-    # the flagged groups' misses per request, all in one statement: miss latency + recompute time
-    n = cur.execute(
-        f"""INSERT INTO th_occ BY NAME
-            SELECT '{NAME}' AS kind, t.service, t.endpoint, m.key_pattern AS pattern, m.tix,
-                   th_ms(sum(m.dur_ns) + sum(greatest(m.recompute_ns, 0))) AS impact_ms,
-                   count(*) AS span_count, th_ms(sum(m.dur_ns) + sum(greatest(m.recompute_ns, 0))) AS duration_ms,
-                   mode(m.code_h) AS code_h, to_json({{'key_pattern': m.key_pattern}})::VARCHAR AS detail,
-                   list_sort(list(m.sid)) AS sids
-            FROM th_miss m JOIN th_traces t ON t.tix = m.tix
-            JOIN th_flag f ON f.service = t.service AND f.endpoint = t.endpoint AND f.pattern = m.key_pattern
-            GROUP BY t.service, t.endpoint, m.key_pattern, m.tix"""
-    ).fetchall()[0][0]
-    recompute = cur.execute(
-        """SELECT t.service, t.endpoint, m.key_pattern, sum(greatest(m.recompute_ns, 0))
+    # the flagged groups' misses per request (miss latency + recompute time), computed once: they
+    # become the occurrences, and their recompute time the groups' statistics
+    cur.execute(
+        """CREATE OR REPLACE TEMP TABLE th_miss_req AS
+           SELECT t.service, t.endpoint, m.key_pattern, m.tix, count(*) AS n, sum(m.dur_ns) AS miss_ns,
+                  sum(greatest(m.recompute_ns, 0)) AS recompute_ns, mode(m.code_h) AS code_h,
+                  list_sort(list(m.sid)) AS sids
            FROM th_miss m JOIN th_traces t ON t.tix = m.tix
            JOIN th_flag f ON f.service = t.service AND f.endpoint = t.endpoint AND f.pattern = m.key_pattern
-           GROUP BY ALL"""
+           GROUP BY t.service, t.endpoint, m.key_pattern, m.tix"""
+    )
+    n = cur.execute(
+        f"""INSERT INTO th_occ BY NAME
+            SELECT '{NAME}' AS kind, service, endpoint, key_pattern AS pattern, tix,
+                   th_ms(miss_ns + recompute_ns) AS impact_ms, n AS span_count,
+                   th_ms(miss_ns + recompute_ns) AS duration_ms, code_h,
+                   to_json({{'key_pattern': key_pattern}})::VARCHAR AS detail, sids
+            FROM th_miss_req"""
+    ).fetchall()[0][0]
+    recompute = cur.execute(
+        "SELECT service, endpoint, key_pattern, sum(recompute_ns) FROM th_miss_req GROUP BY ALL"
     ).fetchall()
     recompute = {(r[0], r[1], r[2]): r[3] for r in recompute}
     for (service, endpoint, key), (lookups, hits, requests, threshold) in flagged.items():
