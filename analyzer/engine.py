@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from tracehound.analyzer import findings as findings_mod
+from tracehound.analyzer import kernel
 from tracehound.analyzer.config import AnalyzerConfig
 from tracehound.analyzer.detectors import DETECTORS, PER_TRACE, WINDOWED
 from tracehound.analyzer.detectors._common import create_buffers, temp_tables
@@ -81,6 +82,7 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
     chunks = max(1, -(-n_spans // CHUNK_SPANS))
     if summaries:
         cur.execute("DROP TABLE IF EXISTS th_summary")
+        cur.execute("DROP TABLE IF EXISTS th_ktr")
     if chunks == 1:
         _chunk(cur, cfg, per_trace, summaries, min_rowid, None)
     else:
@@ -102,6 +104,8 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
         finally:
             cur.execute("DROP TABLE IF EXISTS th_traces")
             cur.execute("ALTER TABLE th_traces_all RENAME TO th_traces")
+    if summaries and kernel.available():
+        kernel.finish_summaries(cur)
     for kind in per_trace:  # detectors that gather over the chunks, then emit once
         finish = getattr(DETECTORS[kind], "finish", None)
         if finish is not None:
@@ -115,12 +119,19 @@ def _chunk(cur, cfg, per_trace: list[str], summaries: bool, min_rowid, rid_range
     ``rid_range`` (inclusive; ``None`` = anywhere)."""
     load_spans(cur, min_rowid=min_rowid, rid_range=rid_range)
     repeats = [DETECTORS[k] for k in per_trace if k in REPEAT_KINDS]
-    if repeats:
-        build_anchors(cur, repeats)
-    if summaries:  # every chunk's summaries gather in th_summary
-        build_summaries(cur, append="th_summary" in temp_tables(cur, "th_summary"))
+    if kernel.available():  # summaries and every repeat detector's groups in one pass
+        append = summaries and "th_ktr" in temp_tables(cur, "th_ktr")
+        kernel.run_chunk(cur, cfg, repeats, summaries=summaries, append=append)
+        grouped = {m.NAME for m in repeats}
+    else:
+        if repeats:
+            build_anchors(cur, repeats)
+        if summaries:  # every chunk's summaries gather in th_summary
+            build_summaries(cur, append="th_summary" in temp_tables(cur, "th_summary"))
+        grouped = set()
     for kind in per_trace:
-        DETECTORS[kind].detect(cur, cfg)
+        if kind not in grouped:
+            DETECTORS[kind].detect(cur, cfg)
 
 
 def to_ns(value) -> int | None:

@@ -66,7 +66,9 @@ FROM covs GROUP BY tix
 
 #: Exclusive time of a category = its spans' durations minus what their children cover (a child
 #: clipped to its parent never covers more than the parent's duration, so no span goes negative).
-SUMMARY_SQL = """
+#: ``{agg}``: per trace (``tix``) the counts and summed durations; ``{cov}``: per trace the covered time
+#: by the parent's category (``th_cov``, or the kernel's; see :mod:`tracehound.analyzer.kernel`).
+_SUMMARY_TEMPLATE = """
 SELECT t.tix, t.trace_id, t.service, t.endpoint, t.http_method, t.http_status_code, t.ts AS start,
        t.duration_ns, t.is_error,
        coalesce(a.span_count, 0) AS span_count, coalesce(a.db_count, 0) AS db_count,
@@ -78,7 +80,12 @@ SELECT t.tix, t.trace_id, t.service, t.endpoint, t.http_method, t.http_status_co
        (coalesce(a.template_ns, 0) - coalesce(x.template, 0))::BIGINT AS template_ns,
        (coalesce(a.self_ns, 0) - coalesce(x.self, 0))::BIGINT AS self_ns
 FROM th_traces t
-LEFT JOIN (
+LEFT JOIN {agg} a ON a.tix = t.tix
+LEFT JOIN {cov} x ON x.tix = t.tix
+"""
+
+SUMMARY_SQL = _SUMMARY_TEMPLATE.format(
+    agg="""(
     SELECT tix, count(*)::INTEGER AS span_count,
            count(*) FILTER (WHERE cat = 'db')::INTEGER AS db_count,
            count(*) FILTER (WHERE cat = 'cache')::INTEGER AS cache_count,
@@ -91,9 +98,17 @@ LEFT JOIN (
            sum(dur_ns) FILTER (WHERE cat = 'template') AS template_ns,
            sum(dur_ns) FILTER (WHERE cat IN ('server', 'other')) AS self_ns
     FROM th_spans GROUP BY tix
-) a ON a.tix = t.tix
-LEFT JOIN th_cov x ON x.tix = t.tix
-"""
+)""",
+    cov="th_cov",
+)
+
+#: The same from the kernel's per-trace table ``{kernel}`` (counts, ``<bucket>_ns`` summed
+#: durations and ``<bucket>_cov`` covered time per bucket db, cache, http, template, self).
+SUMMARY_FROM_KERNEL_SQL = _SUMMARY_TEMPLATE.format(
+    agg="{kernel}",
+    cov="(SELECT tix, db_cov AS db, cache_cov AS cache, http_cov AS http, template_cov AS template, "
+    "self_cov AS self FROM {kernel})",
+)
 
 
 def build_summaries(cur, append: bool = False) -> None:

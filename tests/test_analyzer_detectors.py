@@ -1,11 +1,14 @@
 """consecutive_http, slow_query, slow_endpoint, slow_span, cache_miss_ratio, connection_churn, summaries."""
 
 import analyzer_helpers
+import pytest
 from analyzer_helpers import by_kind
 from th_traces import BASE_NS, MS, TraceBuilder, store
 from tracehound.analyzer import analyze
 
 db = analyzer_helpers.db  # the fixture
+analyzer_path = analyzer_helpers.analyzer_path  # every test runs on the kernel and the SQL path
+pytestmark = pytest.mark.usefixtures("analyzer_path")
 MIN = 60_000 * MS
 
 

@@ -1,11 +1,14 @@
 """n_plus_one_query / repeated_query / n_plus_one_cache / n_plus_one_http on hand-built traces."""
 
 import analyzer_helpers
+import pytest
 from analyzer_helpers import by_kind
 from th_traces import BASE_NS, MS, TraceBuilder, n_plus_one_trace, store
 from tracehound.analyzer import analyze
 
 db = analyzer_helpers.db  # the fixture
+analyzer_path = analyzer_helpers.analyzer_path  # every test runs on the kernel and the SQL path
+pytestmark = pytest.mark.usefixtures("analyzer_path")
 
 AUTHOR_Q = "SELECT authors.id, authors.name FROM authors WHERE authors.id = ?"
 

@@ -225,5 +225,8 @@ def repeat_detector(
         return emit_repeats(cur, cfg, name, impact=impact, keep=keep, detail=detail)
 
     detect.__doc__ = f"Find the {name} candidate groups of this chunk's traces (``th_traces``)."
+    # how the groups are keyed, for the per-trace kernel (tracehound.analyzer.kernel), which groups
+    # every repeat detector's spans in one pass instead of calling detect()
+    detect.grouping = {"per_params": per_params, "with_source": with_source}
     finish.__doc__ = f"Append the {name} occurrences of every chunk's candidates to ``th_occ``."
     return detect, finish
