@@ -13,8 +13,9 @@ CPU-bound seconds, nearly all of it partitioning and sorting millions of rows. `
 the chunk's span facts once (one scan, as numpy arrays), buckets the rows by trace and then sorts
 and sweeps each trace's few dozen spans while they sit in the CPU cache.
 
-The results are the SQL path's, row for row, in the same TEMP tables (``th_summary`` rows and the
-stashed ``th_cand``/``th_src`` of each repeat detector; ``tests/test_analyzer_kernel.py`` compares
+The results are the SQL path's, row for row, in the same TEMP tables (``th_summary``, built once
+after the last chunk by :func:`finish_summaries`, and the stashed ``th_cand``/``th_src`` of each
+repeat detector; ``tests/test_analyzer_kernel.py`` compares
 the two paths on the same spans), with two differences where SQL leaves a tie to chance: the most
 common code location (``mode``) of a group goes to the smallest ``code_h`` on a tie, and a group's
 first span (``arg_min`` by start) to the smallest span id on equal starts; the source span on equal
@@ -48,15 +49,17 @@ def _key_table(cur, modules) -> None:
     """``th_kk``: every operation key with its ``op_h``, ``has_literals``, and two bit masks over
     ``modules`` (bit i = ``modules[i]``): ``kf`` (the detector groups spans of this key: its
     ``CATEGORY`` and ``KEY_FILTER``) and ``knp`` (it also needs a ``tracehound.db.params_hash``:
-    ``NEEDS_PARAMS``). Evaluated once per distinct operation, as in the SQL path's ``th_rkeys``."""
-    kf = " | ".join(
-        f"CASE WHEN coalesce(k.cat = '{m.CATEGORY}' AND ({m.KEY_FILTER}), false) THEN {1 << i} ELSE 0 END"
-        for i, m in enumerate(modules)
-    )
-    knp = " | ".join(
-        f"CASE WHEN coalesce({getattr(m, 'NEEDS_PARAMS', 'false')}, false) THEN {1 << i} ELSE 0 END"
-        for i, m in enumerate(modules)
-    )
+    ``NEEDS_PARAMS``; :func:`._repeats.key_filters`). Evaluated once per distinct operation, as in the
+    SQL path's ``th_rkeys``."""
+    from tracehound.analyzer.detectors._repeats import key_filters
+
+    def mask(which: int) -> str:
+        return " | ".join(
+            f"CASE WHEN coalesce({key_filters(m)[which]}, false) THEN {1 << i} ELSE 0 END"
+            for i, m in enumerate(modules)
+        )
+
+    kf, knp = mask(0), mask(1)
     cur.execute(
         f"""CREATE OR REPLACE TEMP TABLE th_kk AS
             SELECT k.key_h, k.op_h, k.has_literals, ({kf or 0})::UTINYINT AS kf, ({knp or 0})::UTINYINT AS knp

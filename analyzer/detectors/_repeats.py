@@ -28,6 +28,17 @@ SELECT tix, sid, pid AS anchor FROM it SEMI JOIN (SELECT g FROM it GROUP BY g HA
 """
 
 
+def key_filters(module) -> tuple[str, str]:
+    """SQL over a ``span_keys`` row ``k``: whether ``module`` (a repeat detector) groups spans of that
+    operation (its ``CATEGORY`` and ``KEY_FILTER``), and whether such a span also needs a
+    ``tracehound.db.params_hash`` (its ``NEEDS_PARAMS``; ``false`` when it declares none). Both
+    paths of the per-trace phase (:func:`build_anchors`, :mod:`tracehound.analyzer.kernel`) use it."""
+    return (
+        f"(k.cat = '{module.CATEGORY}' AND ({module.KEY_FILTER}))",
+        f"({getattr(module, 'NEEDS_PARAMS', 'false')})",
+    )
+
+
 def build_anchors(cur, modules) -> None:
     """Create ``th_anchor`` (iteration spans -> the span that holds the loop) and ``th_rep``: ONE
     narrow row per span that any of the repeat detectors ``modules`` looks at, with a boolean column
@@ -45,9 +56,7 @@ def build_anchors(cur, modules) -> None:
     """
     cur.execute(ANCHOR_SQL)
     key_flags = ", ".join(
-        f"(k.cat = '{m.CATEGORY}' AND ({m.KEY_FILTER})) AS {m.NAME}, "
-        f"({getattr(m, 'NEEDS_PARAMS', 'false')}) AS {m.NAME}_np"
-        for m in modules
+        f"{key_filters(m)[0]} AS {m.NAME}, {key_filters(m)[1]} AS {m.NAME}_np" for m in modules
     )
     cur.execute(
         f"""CREATE OR REPLACE TEMP TABLE th_rkeys AS SELECT * FROM (
