@@ -8,7 +8,8 @@
  * sit in the CPU cache. See analyzer/kernel.py for the inputs, outputs and their meaning; this file
  * only computes.
  *
- * Input: contiguous arrays of n rows (any object with the buffer protocol, e.g. numpy arrays).
+ * Input: per column, one contiguous array of n rows or a list of pieces (any objects with the buffer
+ * protocol, e.g. numpy arrays; the pieces of an Arrow table's record batches), read in place.
  * Output: a dict of bytes objects (raw little-endian arrays) per result table.
  */
 #define PY_SSIZE_T_CLEAN
@@ -54,7 +55,7 @@ static void spec_bufs(spec_t *sp, buf_t **b) {
 
 /* one worker thread: the traces [t0, t1) of the chunk, into its own output buffers */
 typedef struct {
-    const spans_t *s;
+    const input_t *in;
     const uint32_t *order, *start_of;
     long t0, t1;
     int n_specs, failed;
@@ -74,16 +75,26 @@ static void *job_main(void *arg) {
     j->w.vals = malloc(biggest * sizeof(uint64_t));
     j->w.parent = malloc(biggest * sizeof(int32_t));
     j->w.is_iter = malloc(biggest);
-    if (!j->w.by_sid || !j->w.children || !j->w.recs || !j->w.vals || !j->w.parent || !j->w.is_iter) {
+    j->w.ident = malloc(biggest * sizeof(uint32_t));
+    int ok = j->w.by_sid && j->w.children && j->w.recs && j->w.vals && j->w.parent && j->w.is_iter &&
+             j->w.ident;
+    for (int k = 0; k < N_COLS; k++) ok = ok && (j->w.cols[k] = malloc(biggest * SIZES[k])) != NULL;
+    if (!ok) {
         j->failed = 1;
         return NULL;
     }
-    for (long t = j->t0; t < j->t1; t++)
-        if (one_trace(j->s, j->order + j->start_of[t], j->start_of[t + 1] - j->start_of[t], &j->w, &j->out,
-                      j->specs, j->n_specs) < 0) {
+    for (size_t q = 0; q < biggest; q++) j->w.ident[q] = (uint32_t)q;
+    /* each trace's rows are copied next to each other first: the sorts and sweeps then read them
+     * from the cache, and the input is read in place, however the caller's columns are chunked */
+    spans_t s;
+    for (long t = j->t0; t < j->t1; t++) {
+        size_t m = j->start_of[t + 1] - j->start_of[t];
+        gather_trace(j->in, j->order + j->start_of[t], m, &j->w, &s);
+        if (one_trace(&s, j->w.ident, m, &j->w, &j->out, j->specs, j->n_specs) < 0) {
             j->failed = 1;
             return NULL;
         }
+    }
     return NULL;
 }
 
@@ -96,7 +107,8 @@ static void job_free(job_t *j) {
     }
     free(j->specs);
     free(j->w.by_sid); free(j->w.children); free(j->w.recs); free(j->w.vals); free(j->w.parent);
-    free(j->w.is_iter);
+    free(j->w.is_iter); free(j->w.ident);
+    for (int k = 0; k < N_COLS; k++) free(j->w.cols[k]);
 }
 
 /* append job b's outputs to job a's (b's buffers stay b's) */
@@ -115,12 +127,64 @@ static int job_merge(job_t *a, job_t *b) {
     return 0;
 }
 
-/* the rows bucketed by trace: order[start_of[t] .. start_of[t + 1]) are trace t's rows */
-#define N_COLS 14
 static const char *COLS[N_COLS] = {"tix", "sid", "pid", "start_ns", "dur_ns", "cat", "key_h", "op_h",
                                    "params_e", "code_h", "orm_h", "uselist", "cache_hit", "flags"};
-static const size_t SIZES[N_COLS] = {8, 8, 8, 8, 8, 1, 8, 8, 8, 8, 8, 1, 1, 1};
 #define MAX_THREADS 16
+
+/* the column dict's values (each a buffer, or a list/tuple of buffers: its pieces) as `in`; holds
+ * views[k * n_chunks + c] (released by release_input); -1 with a Python error set */
+static int read_input(PyObject *cols, input_t *in, Py_buffer **views_out, size_t *n_views) {
+    Py_buffer *views = NULL;
+    PyObject *pieces[N_COLS] = {NULL};
+    int rc = -1;
+    *n_views = 0;
+    for (int k = 0; k < N_COLS; k++) {
+        PyObject *o = PyDict_GetItemString(cols, COLS[k]);
+        if (!o) { PyErr_Format(PyExc_KeyError, "missing column %s", COLS[k]); goto done; }
+        pieces[k] = (PyList_Check(o) || PyTuple_Check(o)) ? PySequence_Fast(o, "") : PyTuple_Pack(1, o);
+        if (!pieces[k]) goto done;
+        if (PySequence_Fast_GET_SIZE(pieces[k]) != PySequence_Fast_GET_SIZE(pieces[0])) {
+            PyErr_Format(PyExc_ValueError, "column %s has %zd pieces, not %zd", COLS[k],
+                         PySequence_Fast_GET_SIZE(pieces[k]), PySequence_Fast_GET_SIZE(pieces[0]));
+            goto done;
+        }
+    }
+    size_t n_chunks = (size_t)PySequence_Fast_GET_SIZE(pieces[0]);
+    views = calloc(N_COLS * n_chunks + 1, sizeof *views);
+    in->lo = calloc(n_chunks + 1, sizeof *in->lo);
+    for (int k = 0; k < N_COLS; k++) in->col[k] = calloc(n_chunks + 1, sizeof(char *));
+    for (int k = 0; k < N_COLS; k++)
+        if (!in->col[k]) { PyErr_NoMemory(); goto done; }
+    if (!views || !in->lo) { PyErr_NoMemory(); goto done; }
+    in->n_chunks = n_chunks;
+    for (int k = 0; k < N_COLS; k++)
+        for (size_t c = 0; c < n_chunks; c++) {
+            Py_buffer *v = &views[k * n_chunks + c];
+            if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(pieces[k], c), v, PyBUF_C_CONTIGUOUS) < 0) goto done;
+            (*n_views)++;
+            size_t rows = (size_t)v->len / SIZES[k];
+            if (k == 0) in->lo[c + 1] = in->lo[c] + rows;
+            else if (rows != in->lo[c + 1] - in->lo[c]) {
+                PyErr_Format(PyExc_ValueError, "column %s has %zu rows in piece %zu, not %zu", COLS[k], rows, c,
+                             in->lo[c + 1] - in->lo[c]);
+                goto done;
+            }
+            in->col[k][c] = v->buf;
+        }
+    in->n = in->lo[n_chunks];
+    rc = 0;
+done:
+    for (int k = 0; k < N_COLS; k++) Py_XDECREF(pieces[k]);
+    *views_out = views;
+    return rc;
+}
+
+static void release_input(input_t *in, Py_buffer *views, size_t n_views) {
+    for (size_t v = 0; v < n_views; v++) PyBuffer_Release(&views[v]);
+    free(views);
+    free(in->lo);
+    for (int k = 0; k < N_COLS; k++) free((void *)in->col[k]);
+}
 
 static PyObject *result_dict(job_t *j) {
     PyObject *result = PyDict_New(), *traces = PyDict_New(), *groups = PyList_New(0);
@@ -157,33 +221,23 @@ static PyObject *run(PyObject *self, PyObject *args) {
         return NULL;
     if (threads < 1) threads = 1;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
-    Py_buffer views[N_COLS];
-    int n_views = 0, n_specs = (int)PyList_GET_SIZE(spec_list);
-    spans_t s = {0};
+    Py_buffer *views = NULL;
+    size_t n_views = 0;
+    int n_specs = (int)PyList_GET_SIZE(spec_list);
+    input_t in = {0};
     spec_t *settings = NULL;
     job_t jobs[MAX_THREADS];
     memset(jobs, 0, sizeof jobs);
     uint32_t *order = NULL, *start_of = NULL;
 
-    for (int c = 0; c < N_COLS; c++) {
-        PyObject *o = PyDict_GetItemString(cols, COLS[c]);
-        if (!o) { PyErr_Format(PyExc_KeyError, "missing column %s", COLS[c]); goto done; }
-        if (PyObject_GetBuffer(o, &views[c], PyBUF_C_CONTIGUOUS) < 0) goto done;
-        n_views++;
-        size_t rows = (size_t)views[c].len / SIZES[c];
-        if (c == 0) s.n = rows;
-        else if (rows != s.n) {
-            PyErr_Format(PyExc_ValueError, "column %s has %zu rows, not %zu", COLS[c], rows, s.n);
-            goto done;
-        }
-    }
-    if (s.n >= UINT32_MAX) { PyErr_SetString(PyExc_ValueError, "too many rows for one chunk"); goto done; }
-    s.tix = views[0].buf; s.sid = views[1].buf; s.pid = views[2].buf; s.start = views[3].buf;
-    s.dur = views[4].buf; s.cat = views[5].buf; s.key_h = views[6].buf; s.op_h = views[7].buf;
-    s.params_e = views[8].buf; s.code_h = views[9].buf; s.orm_h = views[10].buf;
-    s.uselist = views[11].buf; s.cache_hit = views[12].buf; s.flags = views[13].buf;
-    for (size_t i = 0; i < s.n; i++)
-        if (s.cat[i] > C_SERVER) { PyErr_Format(PyExc_ValueError, "bad category code %d", s.cat[i]); goto done; }
+    if (read_input(cols, &in, &views, &n_views) < 0) goto done;
+    if (in.n >= UINT32_MAX) { PyErr_SetString(PyExc_ValueError, "too many rows for one chunk"); goto done; }
+    for (size_t c = 0; c < in.n_chunks; c++)
+        for (size_t i = 0; i < in.lo[c + 1] - in.lo[c]; i++)
+            if ((uint8_t)in.col[5][c][i] > C_SERVER) {
+                PyErr_Format(PyExc_ValueError, "bad category code %d", (uint8_t)in.col[5][c][i]);
+                goto done;
+            }
     settings = calloc(n_specs ? n_specs : 1, sizeof *settings);
     if (!settings) { PyErr_NoMemory(); goto done; }
     for (int q = 0; q < n_specs; q++) {
@@ -207,12 +261,12 @@ static PyObject *run(PyObject *self, PyObject *args) {
             jobs[k].specs[q].min_count = settings[q].min_count;
         }
         jobs[k].n_specs = n_specs;
-        jobs[k].s = &s;
+        jobs[k].in = &in;
     }
 
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS
-    long n_traces = bucket_by_trace(&s, &order, &start_of);
+    long n_traces = bucket_by_trace(&in, &order, &start_of);
     if (n_traces < 0) failed = 1;
     if (!failed) {
         /* equal shares of the spans (whole traces) per thread */
@@ -221,7 +275,7 @@ static PyObject *run(PyObject *self, PyObject *args) {
             jobs[k].order = order;
             jobs[k].start_of = start_of;
             jobs[k].t0 = t;
-            size_t goal = s.n / (size_t)threads * (size_t)(k + 1);
+            size_t goal = in.n / (size_t)threads * (size_t)(k + 1);
             while (t < n_traces && (k == threads - 1 || start_of[t] < goal)) t++;
             jobs[k].t1 = t;
         }
@@ -242,7 +296,7 @@ static PyObject *run(PyObject *self, PyObject *args) {
     result = result_dict(&jobs[0]);
 
 done:
-    for (int c = 0; c < n_views; c++) PyBuffer_Release(&views[c]);
+    release_input(&in, views, n_views);
     for (int k = 0; k < threads; k++) job_free(&jobs[k]);
     free(settings);
     free(order);
@@ -252,7 +306,8 @@ done:
 
 static PyMethodDef METHODS[] = {
     {"run", run, METH_VARARGS,
-     "run(columns: dict[str, buffer], specs: list[(bit, per_params, with_source, min_count)], threads=1)"
+     "run(columns: dict[str, buffer | list[buffer]], specs: list[(bit, per_params, with_source, "
+     "min_count)], threads=1)"
      " -> dict\nPer-trace summaries and repeat groups of one chunk of spans (see "
      "tracehound.analyzer.kernel)."},
     {NULL, NULL, 0, NULL}};

@@ -25,6 +25,20 @@ typedef struct {
 
 
 /* ---- inputs ---- */
+/* the input columns, in _kernel.c's COLS order: tix, sid, pid, start_ns, dur_ns, cat, key_h, op_h,
+ * params_e, code_h, orm_h, uselist, cache_hit, flags; their sizes in bytes per row */
+#define N_COLS 14
+static const size_t SIZES[N_COLS] = {8, 8, 8, 8, 8, 1, 8, 8, 8, 8, 8, 1, 1, 1};
+
+/* the chunk's rows as the caller holds them: each column in n_chunks pieces of equal lengths across
+ * columns (e.g. the record batches of an Arrow table), read in place */
+typedef struct {
+    size_t n, n_chunks;
+    size_t *lo;               /* n_chunks + 1 entries: piece c holds rows lo[c] .. lo[c + 1) */
+    const char **col[N_COLS]; /* col[k][c]: column k's piece c */
+} input_t;
+
+/* one trace's rows, gathered into contiguous scratch arrays (see gather_trace) */
 typedef struct {
     const uint64_t *tix, *sid, *pid, *key_h, *op_h, *params_e, *code_h, *orm_h;
     const int64_t *start, *dur;
@@ -53,6 +67,8 @@ typedef struct {
     uint64_t *vals;
     int32_t *parent;  /* per span of the trace: index (into the trace) of its parent, -1 none */
     uint8_t *is_iter; /* per span of the trace: an iteration span (its children anchor above it) */
+    char *cols[N_COLS]; /* the trace's rows, column by column (gather_trace) */
+    uint32_t *ident;    /* 0, 1, 2, ...: the gathered rows' indexes */
 } scratch_t;
 
 
@@ -60,7 +76,9 @@ int buf_put(buf_t *b, const void *v, size_t size);
 /* summaries and repeat groups of one trace: its rows idx[0..m) */
 int one_trace(const spans_t *s, const uint32_t *idx, size_t m, scratch_t *w, traces_t *out, spec_t *specs,
               int n_specs);
-/* the rows bucketed by trace: order[start_of[t] .. start_of[t + 1]) are trace t's rows; returns the
- * number of traces, -1 when out of memory */
-long bucket_by_trace(const spans_t *s, uint32_t **order_out, uint32_t **start_out);
+/* the rows bucketed by trace: order[start_of[t] .. start_of[t + 1]) are trace t's rows (ascending);
+ * returns the number of traces, -1 when out of memory */
+long bucket_by_trace(const input_t *in, uint32_t **order_out, uint32_t **start_out);
+/* copy the rows rows[0..m) (ascending) of `in` into w->cols and point *s at them */
+void gather_trace(const input_t *in, const uint32_t *rows, size_t m, scratch_t *w, spans_t *s);
 #endif

@@ -279,9 +279,9 @@ int one_trace(const spans_t *s, const uint32_t *idx, size_t m, scratch_t *w, tra
 }
 
 /* trace numbers: open addressing on tix; returns the number of traces, fills tr[i] */
-static long number_traces(const spans_t *s, uint32_t *tr) {
+static long number_traces(const input_t *in, uint32_t *tr) {
     size_t cap = 1024;
-    while (cap < s->n / 4 + 1024) cap *= 2; /* grown below if the traces are smaller than 4 spans */
+    while (cap < in->n / 4 + 1024) cap *= 2; /* grown below if the traces are smaller than 4 spans */
     uint64_t *keys = NULL;
     uint32_t *vals = NULL;
     long n_traces;
@@ -295,18 +295,21 @@ retry:
     n_traces = 0;
     uint64_t last = 0;
     uint32_t last_t = UINT32_MAX;
-    for (size_t i = 0; i < s->n; i++) {
-        uint64_t t = s->tix[i];
-        if (last_t != UINT32_MAX && t == last) { tr[i] = last_t; continue; }
-        size_t h = (size_t)((t * 0x9e3779b97f4a7c15ULL) >> 20) & (cap - 1);
-        while (vals[h] != UINT32_MAX && keys[h] != t) h = (h + 1) & (cap - 1);
-        if (vals[h] == UINT32_MAX) {
-            if ((size_t)(n_traces + 1) * 2 > cap) { cap *= 2; goto retry; }
-            keys[h] = t;
-            vals[h] = (uint32_t)n_traces++;
+    for (size_t c = 0; c < in->n_chunks; c++) {
+        const uint64_t *tix = (const uint64_t *)in->col[0][c];
+        for (size_t i = in->lo[c]; i < in->lo[c + 1]; i++) {
+            uint64_t t = tix[i - in->lo[c]];
+            if (last_t != UINT32_MAX && t == last) { tr[i] = last_t; continue; }
+            size_t h = (size_t)((t * 0x9e3779b97f4a7c15ULL) >> 20) & (cap - 1);
+            while (vals[h] != UINT32_MAX && keys[h] != t) h = (h + 1) & (cap - 1);
+            if (vals[h] == UINT32_MAX) {
+                if ((size_t)(n_traces + 1) * 2 > cap) { cap *= 2; goto retry; }
+                keys[h] = t;
+                vals[h] = (uint32_t)n_traces++;
+            }
+            tr[i] = last_t = vals[h];
+            last = t;
         }
-        tr[i] = last_t = vals[h];
-        last = t;
     }
     free(keys);
     free(vals);
@@ -314,19 +317,19 @@ retry:
 }
 
 
-long bucket_by_trace(const spans_t *s, uint32_t **order_out, uint32_t **start_out) {
-    uint32_t *tr = malloc((s->n ? s->n : 1) * sizeof *tr);
-    uint32_t *order = malloc((s->n ? s->n : 1) * sizeof *order);
-    long n_traces = tr && order ? number_traces(s, tr) : -1;
+long bucket_by_trace(const input_t *in, uint32_t **order_out, uint32_t **start_out) {
+    uint32_t *tr = malloc((in->n ? in->n : 1) * sizeof *tr);
+    uint32_t *order = malloc((in->n ? in->n : 1) * sizeof *order);
+    long n_traces = tr && order ? number_traces(in, tr) : -1;
     uint32_t *start_of = n_traces >= 0 ? calloc((size_t)n_traces + 2, sizeof *start_of) : NULL;
     if (!start_of) {
         free(tr);
         free(order);
         return -1;
     }
-    for (size_t i = 0; i < s->n; i++) start_of[tr[i] + 1]++;
+    for (size_t i = 0; i < in->n; i++) start_of[tr[i] + 1]++;
     for (long t = 0; t < n_traces; t++) start_of[t + 1] += start_of[t];
-    for (size_t i = 0; i < s->n; i++) order[start_of[tr[i]]++] = (uint32_t)i;
+    for (size_t i = 0; i < in->n; i++) order[start_of[tr[i]]++] = (uint32_t)i;
     for (long t = n_traces; t > 0; t--) start_of[t] = start_of[t - 1];
     start_of[0] = 0;
     free(tr);
@@ -335,3 +338,31 @@ long bucket_by_trace(const spans_t *s, uint32_t **order_out, uint32_t **start_ou
     return n_traces;
 }
 
+
+void gather_trace(const input_t *in, const uint32_t *rows, size_t m, scratch_t *w, spans_t *s) {
+    size_t lo = 0, hi = in->n_chunks; /* the piece holding rows[0]: the last c with lo[c] <= rows[0] */
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (in->lo[mid] <= rows[0]) lo = mid; else hi = mid;
+    }
+    size_t c = lo;
+    for (size_t j = 0; j < m; j++) {
+        size_t r = rows[j];
+        while (r >= in->lo[c + 1]) c++;
+        size_t off = r - in->lo[c];
+        for (int k = 0; k < N_COLS; k++) {
+            if (SIZES[k] == 8)
+                ((uint64_t *)w->cols[k])[j] = ((const uint64_t *)in->col[k][c])[off];
+            else
+                ((uint8_t *)w->cols[k])[j] = ((const uint8_t *)in->col[k][c])[off];
+        }
+    }
+    s->tix = (const uint64_t *)w->cols[0]; s->sid = (const uint64_t *)w->cols[1];
+    s->pid = (const uint64_t *)w->cols[2]; s->start = (const int64_t *)w->cols[3];
+    s->dur = (const int64_t *)w->cols[4]; s->cat = (const uint8_t *)w->cols[5];
+    s->key_h = (const uint64_t *)w->cols[6]; s->op_h = (const uint64_t *)w->cols[7];
+    s->params_e = (const uint64_t *)w->cols[8]; s->code_h = (const uint64_t *)w->cols[9];
+    s->orm_h = (const uint64_t *)w->cols[10]; s->uselist = (const int8_t *)w->cols[11];
+    s->cache_hit = (const int8_t *)w->cols[12]; s->flags = (const uint8_t *)w->cols[13];
+    s->n = m;
+}

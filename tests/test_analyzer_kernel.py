@@ -4,6 +4,7 @@ threads), and clear errors for malformed input."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -99,14 +100,53 @@ def test_kernel_rejects_malformed_columns():
 
     with pytest.raises(KeyError, match="missing column flags"):
         _kernel.run({k: v for k, v in _columns(3).items() if k != "flags"}, [])
-    with pytest.raises(ValueError, match="column pid has 2 rows, not 3"):
+    with pytest.raises(ValueError, match="column pid has 2 rows in piece 0, not 3"):
         _kernel.run(_columns(3, pid=np.zeros(2, np.uint64)), [])
+    pieces = {k: [v[:1], v[1:]] for k, v in _columns(3).items()}
+    with pytest.raises(ValueError, match="column sid has 1 pieces, not 2"):
+        _kernel.run({**pieces, "sid": [np.zeros(3, np.uint64)]}, [])
+    with pytest.raises(ValueError, match="column dur_ns has 2 rows in piece 0, not 1"):
+        _kernel.run({**pieces, "dur_ns": [np.zeros(2, np.int64), np.zeros(1, np.int64)]}, [])
     with pytest.raises(ValueError, match="bad category code 9"):
         _kernel.run(_columns(3, cat=np.array([0, 9, 1], np.uint8)), [])
     with pytest.raises(ValueError, match="spec bit must be 0-7"):
         _kernel.run(_columns(3), [(8, False, False, 5)])
     out = _kernel.run(_columns(0), [(0, False, True, 5)], 2)  # nothing in: empty tables out
     assert out["traces"]["tix"] == b"" and out["groups"][0]["ids"] == b""
+
+
+def test_kernel_reads_columns_in_pieces_as_one():
+    """Columns given as pieces (an Arrow table's record batches, as ``kernel._fetch`` passes them)
+    give the same result as contiguous columns, with traces whose rows straddle the pieces."""
+    _require_kernel()
+    from tracehound.analyzer import _kernel
+
+    rng = np.random.default_rng(7)
+    n, traces = 5_000, 150
+    tix = rng.integers(1, traces + 1, n).astype(np.uint64)  # rows of a trace scattered everywhere
+    sid = np.arange(1, n + 1, dtype=np.uint64)
+    pid = np.where(rng.random(n) < 0.8, rng.integers(1, n + 1, n), 0).astype(np.uint64)
+    cols = _columns(
+        n,
+        tix=tix,
+        sid=sid,
+        pid=pid,
+        start_ns=rng.integers(0, 10**6, n).astype(np.int64),
+        dur_ns=rng.integers(1, 10**5, n).astype(np.int64),
+        cat=rng.integers(0, 7, n).astype(np.uint8),
+        key_h=rng.integers(1, 6, n).astype(np.uint64),
+        op_h=rng.integers(1, 6, n).astype(np.uint64),
+        params_e=rng.integers(1, 50, n).astype(np.uint64),
+        code_h=rng.integers(0, 3, n).astype(np.uint64),
+        flags=rng.integers(0, 4, n).astype(np.uint8),
+    )
+    specs = [(0, False, True, 2), (1, True, False, 2)]
+    whole = _kernel.run(cols, specs, 2)
+    cuts = [0, 1_000, 1_000, 3_333, n]  # with an empty piece
+    pieces = {k: [v[a:b] for a, b in itertools.pairwise(cuts)] for k, v in cols.items()}
+    assert _kernel.run(pieces, specs, 2) == whole
+    assert len(whole["traces"]["tix"]) == 8 * traces
+    assert all(len(g["ids"]) > 0 for g in whole["groups"])
 
 
 def test_kernel_covered_time_of_overlapping_and_overhanging_children():
