@@ -54,18 +54,13 @@ def severity_for(impact_ms: float, occurrences: int, cap: str | None = None) -> 
     return level
 
 
-STORE_SQL = """
-CREATE OR REPLACE TEMP TABLE th_occ2 AS
-WITH fp AS (
-    SELECT kind, service, endpoint, pattern,
-           sha256(concat_ws(chr(31), kind, service, endpoint, pattern)) AS fingerprint
-    FROM (SELECT DISTINCT kind, service, endpoint, pattern FROM th_occ)
-)
-SELECT fp.fingerprint, o.* EXCLUDE (span_ids, sids), o.rowid AS occ_row,
-       t.trace_id, t.ts, c.filepath, c.lineno, c.function
-FROM th_occ o JOIN fp ON fp.kind = o.kind AND fp.service = o.service AND fp.endpoint = o.endpoint
-     AND fp.pattern = o.pattern
-JOIN th_traces t ON t.tix = o.tix LEFT JOIN th_code c ON c.code_h = o.code_h
+#: The fingerprint of every (kind, service, endpoint, pattern) with an occurrence in the pass's traces
+#: (a few dozen rows: hashed once each, joined with the occurrences by :func:`store_occurrences`).
+FINGERPRINTS_SQL = """
+CREATE OR REPLACE TEMP TABLE th_fp AS
+SELECT kind, service, endpoint, pattern,
+       sha256(concat_ws(chr(31), kind, service, endpoint, pattern)) AS fingerprint
+FROM (SELECT DISTINCT kind, service, endpoint, pattern FROM th_occ o SEMI JOIN th_traces t ON t.tix = o.tix)
 """
 
 AGG_SQL = """
@@ -127,12 +122,11 @@ def delete_occurrences(cur, kinds: list[str], windowed: set[str] = frozenset()) 
 
 def store_occurrences(cur) -> None:
     """Write ``th_occ`` (and ``th_stats``) into ``finding_occurrences`` / ``finding_patterns``."""
-    cur.execute(STORE_SQL)
+    cur.execute(FINGERPRINTS_SQL)
     cur.execute(
         """INSERT INTO finding_patterns
-           SELECT DISTINCT ON (fingerprint) left(fingerprint, 16), kind, service, endpoint, pattern, NULL,
-                  now()::TIMESTAMP
-           FROM th_occ2 ON CONFLICT DO NOTHING"""
+           SELECT left(fingerprint, 16), kind, service, endpoint, pattern, NULL, now()::TIMESTAMP
+           FROM th_fp ON CONFLICT DO NOTHING"""
     )
     cur.execute(
         """INSERT INTO finding_patterns
@@ -141,18 +135,21 @@ def store_occurrences(cur) -> None:
            FROM th_stats
            ON CONFLICT (finding_id) DO UPDATE SET stats = excluded.stats, updated_at = excluded.updated_at"""
     )
+    # one pass over th_occ: its span-id lists are read once and never go through a join's hash table
+    # (th_occ is the probe side of every join; the traces, fingerprints and locations are built)
     cur.execute(
         """INSERT INTO finding_occurrences
            (finding_id, trace_id, "timestamp", impact_ms, span_count, duration_ms, span_ids,
             code_filepath, code_lineno, code_function, detail)
-           SELECT left(o2.fingerprint, 16), o2.trace_id, o2.ts, o2.impact_ms, o2.span_count, o2.duration_ms,
+           SELECT left(fp.fingerprint, 16), t.trace_id, t.ts, o.impact_ms, o.span_count, o.duration_ms,
                   coalesce(o.sids, list_transform(o.span_ids, lambda x: TRY_CAST('0x' || x AS UBIGINT))),
-                  o2.filepath, o2.lineno,
-                  o2.function, o2.detail
-           FROM th_occ2 o2 JOIN th_occ o ON o.rowid = o2.occ_row"""
+                  c.filepath, c.lineno, c.function, o.detail
+           FROM th_occ o JOIN th_fp fp ON fp.kind = o.kind AND fp.service = o.service
+                AND fp.endpoint = o.endpoint AND fp.pattern = o.pattern
+           JOIN th_traces t ON t.tix = o.tix LEFT JOIN th_code c ON c.code_h = o.code_h"""
     )
     cur.execute(
-        """INSERT INTO th_touched SELECT DISTINCT left(fingerprint, 16) FROM th_occ2
+        """INSERT INTO th_touched SELECT left(fingerprint, 16) FROM th_fp
            UNION SELECT left(sha256(concat_ws(chr(31), kind, service, endpoint, pattern)), 16) FROM th_stats"""
     )
 
