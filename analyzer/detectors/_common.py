@@ -77,6 +77,7 @@ def create_buffers(cur) -> None:
     for sql in MACROS:
         cur.execute(sql)
     cur.execute("DROP TABLE IF EXISTS th_w")
+    cur.execute("DROP TABLE IF EXISTS th_trace_rk")
     # left by a pass that failed between a detector's detect() and finish()
     for name in temp_tables(cur, "th_stash_", "th_stsrc_"):
         cur.execute(f'DROP TABLE "{name}"')
@@ -142,13 +143,22 @@ WINDOW_SPANS_SQL = (
 )
 
 
+def route_keys(cur) -> None:
+    """Create ``th_routes`` and ``th_trace_rk`` (see :data:`WINDOW_SPANS_SQL`) unless this pass
+    already did (:func:`create_buffers` drops them at the start of every pass)."""
+    if "th_trace_rk" in temp_tables(cur, "th_trace_rk"):
+        return
+    for sql in WINDOW_SPANS_SQL[:2]:
+        cur.execute(sql)
+
+
 def window_spans(cur) -> None:
-    """Create ``th_routes`` and ``th_w`` (see :data:`WINDOW_SPANS_SQL`) unless this pass already did;
-    :func:`create_buffers` drops them at the start of every pass."""
+    """Create ``th_routes``, ``th_trace_rk`` and ``th_w`` (see :data:`WINDOW_SPANS_SQL`) unless this
+    pass already did; :func:`create_buffers` drops them at the start of every pass."""
     if "th_w" in temp_tables(cur, "th_w"):
         return
-    for sql in WINDOW_SPANS_SQL:
-        cur.execute(sql)
+    route_keys(cur)
+    cur.execute(WINDOW_SPANS_SQL[2])
 
 
 def mark_evaluated(cur, kind: str, groups) -> None:

@@ -13,7 +13,7 @@ recompute time.
 
 from __future__ import annotations
 
-from ._common import emit_stats, flag_groups, mark_evaluated, ms
+from ._common import emit_stats, flag_groups, mark_evaluated, ms, route_keys
 
 NAME = "cache_miss_ratio"
 DEFAULTS = {"max_hit_ratio": 0.5, "min_lookups": 20}
@@ -21,11 +21,13 @@ DEFAULTS = {"max_hit_ratio": 0.5, "min_lookups": 20}
 
 def detect(cur, cfg) -> int:
     """Append cache-miss occurrences and statistics (window: the traces in ``th_traces``)."""
-    # key pattern and verb computed once per distinct operation, not per span
+    # key pattern and verb computed once per distinct operation, not per span; each span's route as
+    # its trace's route key (th_trace_rk holds the pass's traces only: its join selects them)
+    route_keys(cur)
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_cache AS
-           SELECT s.tix, s.sid, s.start_ns, s.end_ns, s.dur_ns, s.cache_hit, s.code_h, k.key_pattern, k.op
-           FROM th_spans s JOIN (
+           SELECT s.tix, r.rk, s.sid, s.start_ns, s.end_ns, s.dur_ns, s.cache_hit, s.code_h, k.key_pattern, k.op
+           FROM th_facts s JOIN th_trace_rk r ON r.tix = s.tix JOIN (
                SELECT key_h, regexp_replace(norm, '^\\S+\\s+', '') AS key_pattern,
                       lower(regexp_extract(norm, '^(\\S+)', 1)) AS op
                FROM th_keys WHERE cat = 'cache') k ON k.key_h = s.key_h
@@ -33,19 +35,23 @@ def detect(cur, cfg) -> int:
     )
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE th_miss AS
-           SELECT m.tix, m.key_pattern, m.sid, m.dur_ns, m.code_h,
+           SELECT m.tix, m.rk, m.key_pattern, m.sid, m.dur_ns, m.code_h,
                   coalesce(min(w.start_ns) - m.end_ns, any_value(t.start_ns + t.duration_ns) - m.end_ns, 0)
                       AS recompute_ns
            FROM th_cache m JOIN th_traces t ON t.tix = m.tix
            LEFT JOIN th_cache w ON w.tix = m.tix AND w.key_pattern = m.key_pattern
                 AND w.op IN ('set', 'add', 'setex', 'set_many') AND w.start_ns >= m.end_ns
-           WHERE m.cache_hit = false GROUP BY m.tix, m.key_pattern, m.sid, m.dur_ns, m.end_ns, m.code_h"""
+           WHERE m.cache_hit = false GROUP BY m.tix, m.rk, m.key_pattern, m.sid, m.dur_ns, m.end_ns, m.code_h"""
     )
+    # per request first, then per group: the requests are counted without a DISTINCT
     groups = cur.execute(
-        """SELECT t.service, t.endpoint, c.key_pattern, count(*) AS lookups,
-                  count(*) FILTER (WHERE c.cache_hit) AS hits, count(DISTINCT c.tix) AS requests
-           FROM th_cache c JOIN th_traces t ON t.tix = c.tix WHERE c.cache_hit IS NOT NULL
-           GROUP BY ALL"""
+        """SELECT r.service, r.endpoint, g.key_pattern, g.lookups, g.hits, g.requests
+           FROM (SELECT rk, key_pattern, sum(n)::BIGINT AS lookups, sum(hits)::BIGINT AS hits,
+                        count(*) AS requests
+                 FROM (SELECT rk, key_pattern, tix, count(*) AS n, count(*) FILTER (WHERE cache_hit) AS hits
+                       FROM th_cache WHERE cache_hit IS NOT NULL GROUP BY ALL)
+                 GROUP BY ALL) g
+           JOIN th_routes r ON r.rk = g.rk"""
     ).fetchall()
     flagged, evaluated = {}, []
     for service, endpoint, key, lookups, hits, requests in groups:
@@ -64,7 +70,7 @@ def detect(cur, cfg) -> int:
            SELECT t.service, t.endpoint, m.key_pattern, m.tix, count(*) AS n, sum(m.dur_ns) AS miss_ns,
                   sum(greatest(m.recompute_ns, 0)) AS recompute_ns, mode(m.code_h) AS code_h,
                   list_sort(list(m.sid)) AS sids
-           FROM th_miss m JOIN th_traces t ON t.tix = m.tix
+           FROM th_miss m JOIN th_routes t ON t.rk = m.rk
            JOIN th_flag f ON f.service = t.service AND f.endpoint = t.endpoint AND f.pattern = m.key_pattern
            GROUP BY t.service, t.endpoint, m.key_pattern, m.tix"""
     )
