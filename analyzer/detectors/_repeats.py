@@ -13,7 +13,7 @@ text as the parameters; otherwise every execution is assumed to have distinct pa
 
 from __future__ import annotations
 
-from ._common import config_table, hex_sid, temp_tables
+from ._common import config_table, hex_sid, route_keys, temp_tables
 
 #: Iteration spans: internal/template spans whose name occurs 2+ times under their parent. Counted
 #: by one GROUP BY on a single 64-bit key and kept by a semi-join (cheaper than a window count
@@ -186,19 +186,23 @@ def emit_repeats(cur, cfg, kind: str, impact: str, keep: str, detail: str | None
     if not cands:
         return 0
     config_table(cur, cfg, kind)
-    # a trace belongs to one chunk, so its groups' source rows are in that chunk's th_src
+    route_keys(cur)
+    # a trace belongs to one chunk, so its groups' source rows are in that chunk's th_src; the groups
+    # meet their route as its integer key (th_trace_rk), its strings and thresholds (th_routes x
+    # th_cfg, a few rows) only at the end
     cand = " UNION ALL ".join(f"SELECT * FROM {name}" for name in cands)
     src = " UNION ALL ".join(f"SELECT * FROM {name}" for name in srcs)
     n = cur.execute(
         f"""INSERT INTO th_occ
-            SELECT ?, c.service, c.endpoint, c.norm, c.tix, th_ms({impact}), c.n, th_ms(c.total_ns),
+            SELECT ?, g.service, g.endpoint, c.norm, c.tix, th_ms({impact}), c.n, th_ms(c.total_ns),
                    NULL, c.code_h, {"'{}'" if detail is None else f"to_json({detail})::VARCHAR"}, c.span_ids
-            FROM (SELECT t.service, t.endpoint, k.norm, c.*, src.* EXCLUDE (tix, op_h, first_sid)
-                  FROM ({cand}) c JOIN th_traces t ON t.tix = c.tix
+            FROM (SELECT t.rk, k.norm, c.*, src.* EXCLUDE (tix, op_h, first_sid)
+                  FROM ({cand}) c JOIN th_trace_rk t ON t.tix = c.tix
                   JOIN (SELECT DISTINCT op_h, norm FROM th_keys) k ON k.op_h = c.op_h
                   LEFT JOIN ({src}) src
                        ON src.tix = c.tix AND src.op_h = c.op_h AND src.first_sid = c.first_sid) c
-            JOIN th_cfg g ON g.service = c.service AND g.endpoint = c.endpoint
+            JOIN (SELECT r.rk, g.* FROM th_cfg g JOIN th_routes r USING (service, endpoint)) g
+                 ON g.rk = c.rk
             WHERE g.enabled AND ({keep})""",
         [kind],
     ).fetchall()[0][0]
