@@ -69,14 +69,17 @@ static void *job_main(void *arg) {
     size_t biggest = 1;
     for (long t = j->t0; t < j->t1; t++)
         if (j->start_of[t + 1] - j->start_of[t] > biggest) biggest = j->start_of[t + 1] - j->start_of[t];
-    j->w.by_sid = malloc(biggest * sizeof(rec_t));
+    size_t slots = 16; /* the span-id index of the largest trace (sid_index) */
+    while (slots < 2 * biggest) slots <<= 1;
+    j->w.sid_keys = malloc(slots * sizeof(uint64_t));
+    j->w.sid_pos = malloc(slots * sizeof(int32_t));
     j->w.children = malloc(biggest * sizeof(rec_t));
     j->w.recs = malloc(biggest * sizeof(rec_t));
     j->w.vals = malloc(biggest * sizeof(uint64_t));
     j->w.parent = malloc(biggest * sizeof(int32_t));
     j->w.is_iter = malloc(biggest);
     j->w.ident = malloc(biggest * sizeof(uint32_t));
-    int ok = j->w.by_sid && j->w.children && j->w.recs && j->w.vals && j->w.parent && j->w.is_iter &&
+    int ok = j->w.sid_keys && j->w.sid_pos && j->w.children && j->w.recs && j->w.vals && j->w.parent && j->w.is_iter &&
              j->w.ident;
     for (int k = 0; k < N_COLS; k++) ok = ok && (j->w.cols[k] = malloc(biggest * SIZES[k])) != NULL;
     if (!ok) {
@@ -106,7 +109,7 @@ static void job_free(job_t *j) {
         for (int f = 0; f < N_SPEC_BUFS; f++) free(b[f]->p);
     }
     free(j->specs);
-    free(j->w.by_sid); free(j->w.children); free(j->w.recs); free(j->w.vals); free(j->w.parent);
+    free(j->w.sid_keys); free(j->w.sid_pos); free(j->w.children); free(j->w.recs); free(j->w.vals); free(j->w.parent);
     free(j->w.is_iter); free(j->w.ident);
     for (int k = 0; k < N_COLS; k++) free(j->w.cols[k]);
 }

@@ -63,7 +63,9 @@ typedef struct {
 
 /* scratch buffers sized for the largest trace */
 typedef struct {
-    rec_t *by_sid, *children, *recs;
+    rec_t *children, *recs;
+    uint64_t *sid_keys; /* the span-id index (sid_index in _kernel_trace.c), sized for the largest trace */
+    int32_t *sid_pos;
     uint64_t *vals;
     int32_t *parent;  /* per span of the trace: index (into the trace) of its parent, -1 none */
     uint8_t *is_iter; /* per span of the trace: an iteration span (its children anchor above it) */

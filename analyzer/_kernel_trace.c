@@ -82,6 +82,9 @@ static size_t n_distinct(uint64_t *v, size_t n) {
 
 /* the most frequent nonzero value of v[0..n) (0 = none); a tie goes to the smallest (sorts v) */
 static uint64_t mode_nonzero(uint64_t *v, size_t n) {
+    size_t same = 1;
+    while (same < n && v[same] == v[0]) same++;
+    if (same >= n) return n ? v[0] : 0; /* the common case: one value (no sort) */
     u64_sort(v, n);
     uint64_t best = 0;
     size_t best_n = 0;
@@ -100,14 +103,32 @@ static uint64_t mode_nonzero(uint64_t *v, size_t n) {
         if (buf_put(&(b), &_v, sizeof _v) < 0) return -1; \
     } while (0)
 
-/* position in by_sid[0..m) (sorted by a = sid) of the span with span id `sid`, or -1 */
-static long find_sid(const rec_t *by_sid, size_t m, uint64_t sid) {
-    size_t lo = 0, hi = m;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (by_sid[mid].a < sid) lo = mid + 1; else hi = mid;
+/* the trace's span ids -> their positions: open addressing in w->sid_keys/w->sid_pos (2^bits slots,
+ * at least twice the spans); on a repeated span id the first position wins */
+static unsigned sid_index(const spans_t *s, size_t m, scratch_t *w) {
+    unsigned bits = 4;
+    while (((size_t)1 << bits) < 2 * m) bits++;
+    size_t mask = ((size_t)1 << bits) - 1;
+    memset(w->sid_pos, 0xff, (mask + 1) * sizeof *w->sid_pos);
+    for (size_t j = 0; j < m; j++) {
+        size_t h = (size_t)((s->sid[j] * 0x9e3779b97f4a7c15ULL) >> (64 - bits));
+        while (w->sid_pos[h] >= 0 && w->sid_keys[h] != s->sid[j]) h = (h + 1) & mask;
+        if (w->sid_pos[h] < 0) {
+            w->sid_keys[h] = s->sid[j];
+            w->sid_pos[h] = (int32_t)j;
+        }
     }
-    return (lo < m && by_sid[lo].a == sid) ? (long)lo : -1;
+    return bits;
+}
+
+/* position in the trace of the span with span id `sid` (see sid_index), or -1 */
+static long find_sid(const scratch_t *w, unsigned bits, uint64_t sid) {
+    size_t mask = ((size_t)1 << bits) - 1, h = (size_t)((sid * 0x9e3779b97f4a7c15ULL) >> (64 - bits));
+    while (w->sid_pos[h] >= 0) {
+        if (w->sid_keys[h] == sid) return w->sid_pos[h];
+        h = (h + 1) & mask;
+    }
+    return -1;
 }
 
 /* the repeat groups of one spec in one trace (idx: the trace's rows, m of them) */
@@ -219,19 +240,18 @@ int one_trace(const spans_t *s, const uint32_t *idx, size_t m, scratch_t *w, tra
         }
         counts[5] += c == C_HTTP;
         dur[BUCKET[c]] += s->dur[i];
-        w->by_sid[j] = (rec_t){s->sid[i], 0, 0, 0, (uint32_t)j};
         if (s->pid[i] != 0) w->children[n_children++] = (rec_t){s->pid[i], 0, s->start[i], s->sid[i], i};
         w->is_iter[j] = 0;
     }
-    rec_sort(w->by_sid, m);
+    unsigned bits = sid_index(s, m, w);
     rec_sort(w->children, n_children);
     /* covered time: per parent, the union of its children's intervals clipped to the parent */
     for (size_t g = 0; g < n_children;) {
         size_t e = g;
         while (e < n_children && w->children[e].a == w->children[g].a) e++;
-        long pos = find_sid(w->by_sid, m, w->children[g].a);
+        long pos = find_sid(w, bits, w->children[g].a);
         if (pos >= 0) {
-            uint32_t pj = w->by_sid[pos].i, p = idx[pj];
+            uint32_t p = idx[pos];
             int64_t ps = s->start[p], pe = s->start[p] + s->dur[p], covered = 0, prev = INT64_MIN;
             for (size_t q = g; q < e; q++) {
                 uint32_t i = w->children[q].i;
@@ -250,8 +270,8 @@ int one_trace(const spans_t *s, const uint32_t *idx, size_t m, scratch_t *w, tra
         /* each span's parent (for the anchors) */
         for (size_t j = 0; j < m; j++) {
             uint32_t i = idx[j];
-            long pos = s->pid[i] ? find_sid(w->by_sid, m, s->pid[i]) : -1;
-            w->parent[j] = pos >= 0 ? (int32_t)w->by_sid[pos].i : -1;
+            long pos = s->pid[i] ? find_sid(w, bits, s->pid[i]) : -1;
+            w->parent[j] = (int32_t)pos;
         }
         /* iteration spans: internal/template spans whose name occurs 2+ times under their parent */
         size_t k = 0;
