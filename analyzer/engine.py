@@ -31,7 +31,8 @@ def run_pass(
     """Analyse the traces already selected into ``th_traces`` with the detectors ``kinds``.
 
     Phase 1 (per trace: summaries and the per-trace detectors) runs over chunks of traces of about
-    :data:`CHUNK_SPANS` spans each; phase 2 (the windowed detectors) runs once over all the selected
+    :data:`CHUNK_SPANS` spans each (summaries and repeat groups; ``consecutive_http``, which reads
+    only slow HTTP calls, runs once over every trace after the last chunk); phase 2 (the windowed detectors) runs once over all the selected
     traces, reading their spans through a view of ``span_facts``. Then, in one transaction, replaces
     those traces' ``trace_summaries`` rows (if ``summaries``; otherwise the stored summaries are read
     back instead of recomputing exclusive times) and their occurrences of ``kinds``, and refreshes
@@ -106,6 +107,13 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
             cur.execute("ALTER TABLE th_traces_all RENAME TO th_traces")
     if summaries and kernel.available():
         kernel.finish_summaries(cur)
+    # the other per-trace detectors (consecutive_http) read few spans (slow HTTP calls, filtered
+    # before any join): one run over every trace costs less than one per chunk
+    once = [k for k in per_trace if k not in REPEAT_KINDS]
+    if once:
+        load_spans(cur, min_rowid=min_rowid)
+        for kind in once:
+            DETECTORS[kind].detect(cur, cfg)
     for kind in per_trace:  # detectors that gather over the chunks, then emit once
         finish = getattr(DETECTORS[kind], "finish", None)
         if finish is not None:
@@ -116,22 +124,19 @@ def _per_trace_phase(cur, cfg, per_trace: list[str], summaries: bool, min_rowid)
 
 def _chunk(cur, cfg, per_trace: list[str], summaries: bool, min_rowid, rid_range) -> None:
     """The per-trace work on the traces in ``th_traces`` (one chunk), whose spans have rowids in
-    ``rid_range`` (inclusive; ``None`` = anywhere)."""
+    ``rid_range`` (inclusive; ``None`` = anywhere): the summaries and the repeat detectors' groups."""
     load_spans(cur, min_rowid=min_rowid, rid_range=rid_range)
     repeats = [DETECTORS[k] for k in per_trace if k in REPEAT_KINDS]
     if kernel.available():  # summaries and every repeat detector's groups in one pass
         append = summaries and "th_ktr" in temp_tables(cur, "th_ktr")
         kernel.run_chunk(cur, cfg, repeats, summaries=summaries, append=append)
-        grouped = {m.NAME for m in repeats}
     else:
         if repeats:
             build_anchors(cur, repeats)
         if summaries:  # every chunk's summaries gather in th_summary
             build_summaries(cur, append="th_summary" in temp_tables(cur, "th_summary"))
-        grouped = set()
-    for kind in per_trace:
-        if kind not in grouped:
-            DETECTORS[kind].detect(cur, cfg)
+        for module in repeats:
+            module.detect(cur, cfg)
 
 
 def to_ns(value) -> int | None:
