@@ -68,14 +68,15 @@ def _key_table(cur, modules) -> None:
 
 
 def _fetch(cur):
-    """The chunk's spans (``th_spans``) as numpy arrays (per column, a list of pieces), NULLs encoded for the kernel (0 for hashes,
-    -1 for booleans), with the repeat flags resolved per span (``kf`` minus ``knp`` without params).
+    """The chunk's spans (``th_spans``) as numpy arrays (per column, a list of pieces), NULLs encoded
+    for the kernel (0 for hashes and for span / parent ids that were not hex, -1 for booleans), with
+    the repeat flags resolved per span (``kf`` minus ``knp`` without params).
 
     Read through Arrow (the relation API), which converts in parallel: 0.23 s per 2.5 M spans against
     0.55 s for ``fetchnumpy()`` on the executed statement, which converts on one thread.
     """
     table = cur.sql(
-        f"""SELECT s.tix, s.sid, s.pid, s.start_ns, s.dur_ns, ({_CAT_SQL})::UTINYINT AS cat, s.key_h,
+        f"""SELECT s.tix, coalesce(s.sid, 0)::UBIGINT AS sid, coalesce(s.pid, 0)::UBIGINT AS pid, s.start_ns, s.dur_ns, ({_CAT_SQL})::UTINYINT AS cat, s.key_h,
                    coalesce(k.op_h, 0)::UBIGINT AS op_h,
                    coalesce(s.params_h, CASE WHEN k.has_literals THEN s.key_h END, hash(s.rid)) AS params_e,
                    coalesce(s.code_h, 0)::UBIGINT AS code_h,

@@ -16,8 +16,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
+import analyzer_helpers  # noqa: E402
 from gen_spans import generate  # noqa: E402
 from tracehound.analyzer import analyze, engine, kernel  # noqa: E402
+
+db = analyzer_helpers.db  # the fixture
+analyzer_path = analyzer_helpers.analyzer_path  # runs a test on the kernel and the SQL path
 
 END_NS = 1_763_000_000 * 1_000_000_000
 
@@ -92,6 +96,48 @@ def _columns(n: int, **override) -> dict:
     cols.update(uselist=np.full(n, -1, np.int8), cache_hit=np.full(n, -1, np.int8))
     cols.update(override)
     return cols
+
+
+def test_span_ids_that_are_not_hex_do_not_stop_the_analysis(db, analyzer_path):
+    """``insert_span_rows`` (tools, tests) accepts any text as a span id; the facts hold NULL for
+    one that is not hex. Both paths analyse the trace anyway: its N+1 is found, and the span whose
+    parent id is unreadable counts as a root-level child-less span."""
+    from tracehound.collector.store import insert_span_rows
+
+    t0 = END_NS - 10**9
+    rows = [
+        dict(
+            Timestamp=t0,
+            TraceId="ab" * 16,
+            SpanId="not-hex!",
+            SpanName="GET /books",
+            SpanKind="Server",
+            Duration=200 * 10**6,
+            ServiceName="shop",
+            SpanAttributes={"http.route": "/books"},
+        ),
+    ]
+    for i in range(6):
+        rows.append(
+            dict(
+                Timestamp=t0 + (i + 1) * 10**6,
+                TraceId="ab" * 16,
+                SpanId=f"{i + 1:016x}",
+                ParentSpanId="not-hex!",
+                SpanName="SELECT",
+                SpanKind="Client",
+                Duration=15 * 10**6,
+                ServiceName="shop",
+                SpanAttributes={
+                    "db.system": "postgresql",
+                    "db.statement": f"SELECT * FROM authors WHERE id = {i}",
+                },
+            )
+        )
+    insert_span_rows(db, rows)
+    found = analyze(db)
+    assert [(f["kind"], f["occurrences"]) for f in found] == [("n_plus_one_query", 1)]
+    assert db.execute("SELECT span_count, db_count FROM trace_summaries").fetchall() == [(7, 6)]
 
 
 def test_kernel_rejects_malformed_columns():
