@@ -78,22 +78,20 @@ static void *job_main(void *arg) {
     j->w.vals = malloc(biggest * sizeof(uint64_t));
     j->w.parent = malloc(biggest * sizeof(int32_t));
     j->w.is_iter = malloc(biggest);
-    j->w.ident = malloc(biggest * sizeof(uint32_t));
-    int ok = j->w.sid_keys && j->w.sid_pos && j->w.children && j->w.recs && j->w.vals && j->w.parent && j->w.is_iter &&
-             j->w.ident;
+    int ok = j->w.sid_keys && j->w.sid_pos && j->w.children && j->w.recs && j->w.vals && j->w.parent &&
+             j->w.is_iter;
     for (int k = 0; k < N_COLS; k++) ok = ok && (j->w.cols[k] = malloc(biggest * SIZES[k])) != NULL;
     if (!ok) {
         j->failed = 1;
         return NULL;
     }
-    for (size_t q = 0; q < biggest; q++) j->w.ident[q] = (uint32_t)q;
     /* each trace's rows are copied next to each other first: the sorts and sweeps then read them
      * from the cache, and the input is read in place, however the caller's columns are chunked */
     spans_t s;
     for (long t = j->t0; t < j->t1; t++) {
         size_t m = j->start_of[t + 1] - j->start_of[t];
         gather_trace(j->in, j->order + j->start_of[t], m, &j->w, &s);
-        if (one_trace(&s, j->w.ident, m, &j->w, &j->out, j->specs, j->n_specs) < 0) {
+        if (one_trace(&s, &j->w, &j->out, j->specs, j->n_specs) < 0) {
             j->failed = 1;
             return NULL;
         }
@@ -110,7 +108,7 @@ static void job_free(job_t *j) {
     }
     free(j->specs);
     free(j->w.sid_keys); free(j->w.sid_pos); free(j->w.children); free(j->w.recs); free(j->w.vals); free(j->w.parent);
-    free(j->w.is_iter); free(j->w.ident);
+    free(j->w.is_iter);
     for (int k = 0; k < N_COLS; k++) free(j->w.cols[k]);
 }
 

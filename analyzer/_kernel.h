@@ -70,14 +70,12 @@ typedef struct {
     int32_t *parent;  /* per span of the trace: index (into the trace) of its parent, -1 none */
     uint8_t *is_iter; /* per span of the trace: an iteration span (its children anchor above it) */
     char *cols[N_COLS]; /* the trace's rows, column by column (gather_trace) */
-    uint32_t *ident;    /* 0, 1, 2, ...: the gathered rows' indexes */
 } scratch_t;
 
 
 int buf_put(buf_t *b, const void *v, size_t size);
-/* summaries and repeat groups of one trace: its rows idx[0..m) */
-int one_trace(const spans_t *s, const uint32_t *idx, size_t m, scratch_t *w, traces_t *out, spec_t *specs,
-              int n_specs);
+/* summaries and repeat groups of one trace: its rows s[0..s->n), gathered by gather_trace */
+int one_trace(const spans_t *s, scratch_t *w, traces_t *out, spec_t *specs, int n_specs);
 /* the rows bucketed by trace: order[start_of[t] .. start_of[t + 1]) are trace t's rows (ascending);
  * returns the number of traces, -1 when out of memory */
 long bucket_by_trace(const input_t *in, uint32_t **order_out, uint32_t **start_out);

@@ -131,20 +131,19 @@ static long find_sid(const scratch_t *w, unsigned bits, uint64_t sid) {
     return -1;
 }
 
-/* the repeat groups of one spec in one trace (idx: the trace's rows, m of them) */
-static int trace_repeats(const spans_t *s, spec_t *sp, const uint32_t *idx, size_t m, scratch_t *w,
-                         const rec_t *children, size_t n_children) {
+/* the repeat groups of one spec in one trace (its s->n gathered rows) */
+static int trace_repeats(const spans_t *s, spec_t *sp, scratch_t *w, const rec_t *children,
+                         size_t n_children) {
     size_t k = 0;
-    for (size_t j = 0; j < m; j++) {
-        uint32_t i = idx[j];
+    for (uint32_t i = 0; i < s->n; i++) {
         if (!(s->flags[i] >> sp->bit & 1)) continue;
         rec_t r;
         if (sp->per_params) {
             r.a = s->op_h[i];
             r.b = s->params_e[i];
         } else {
-            int32_t p = w->parent[j];
-            r.a = (p >= 0 && w->is_iter[p]) ? s->pid[idx[p]] : s->pid[i]; /* the anchor */
+            int32_t p = w->parent[i];
+            r.a = (p >= 0 && w->is_iter[p]) ? s->pid[p] : s->pid[i]; /* the anchor */
             r.b = s->op_h[i];
         }
         r.c = s->start[i];
@@ -221,15 +220,14 @@ static int trace_repeats(const spans_t *s, spec_t *sp, const uint32_t *idx, size
     return 0;
 }
 
-/* summaries and repeat groups of one trace: its rows idx[0..m) */
-int one_trace(const spans_t *s, const uint32_t *idx, size_t m, scratch_t *w, traces_t *out,
-                     spec_t *specs, int n_specs) {
+/* summaries and repeat groups of one trace: its rows s[0..s->n), gathered by gather_trace */
+int one_trace(const spans_t *s, scratch_t *w, traces_t *out, spec_t *specs, int n_specs) {
+    size_t m = s->n;
     int32_t counts[6] = {0}; /* spans, db, cache, cache hits, cache misses, http */
     int64_t dur[5] = {0};    /* summed durations: db, cache, http, template, self */
     int64_t cov[5] = {0};    /* covered by children, by the parent's bucket */
     size_t n_children = 0;
-    for (size_t j = 0; j < m; j++) {
-        uint32_t i = idx[j];
+    for (uint32_t i = 0; i < m; i++) {
         int c = s->cat[i];
         counts[0]++;
         counts[1] += c == C_DB;
@@ -241,7 +239,7 @@ int one_trace(const spans_t *s, const uint32_t *idx, size_t m, scratch_t *w, tra
         counts[5] += c == C_HTTP;
         dur[BUCKET[c]] += s->dur[i];
         if (s->pid[i] != 0) w->children[n_children++] = (rec_t){s->pid[i], 0, s->start[i], s->sid[i], i};
-        w->is_iter[j] = 0;
+        w->is_iter[i] = 0;
     }
     unsigned bits = sid_index(s, m, w);
     rec_sort(w->children, n_children);
@@ -251,7 +249,7 @@ int one_trace(const spans_t *s, const uint32_t *idx, size_t m, scratch_t *w, tra
         while (e < n_children && w->children[e].a == w->children[g].a) e++;
         long pos = find_sid(w, bits, w->children[g].a);
         if (pos >= 0) {
-            uint32_t p = idx[pos];
+            uint32_t p = (uint32_t)pos;
             int64_t ps = s->start[p], pe = s->start[p] + s->dur[p], covered = 0, prev = INT64_MIN;
             for (size_t q = g; q < e; q++) {
                 uint32_t i = w->children[q].i;
@@ -268,18 +266,13 @@ int one_trace(const spans_t *s, const uint32_t *idx, size_t m, scratch_t *w, tra
     }
     if (n_specs) {
         /* each span's parent (for the anchors) */
-        for (size_t j = 0; j < m; j++) {
-            uint32_t i = idx[j];
-            long pos = s->pid[i] ? find_sid(w, bits, s->pid[i]) : -1;
-            w->parent[j] = (int32_t)pos;
-        }
+        for (uint32_t i = 0; i < m; i++)
+            w->parent[i] = s->pid[i] ? (int32_t)find_sid(w, bits, s->pid[i]) : -1;
         /* iteration spans: internal/template spans whose name occurs 2+ times under their parent */
         size_t k = 0;
-        for (size_t j = 0; j < m; j++) {
-            uint32_t i = idx[j];
+        for (uint32_t i = 0; i < m; i++)
             if ((s->cat[i] == C_OTHER || s->cat[i] == C_TEMPLATE) && s->pid[i] != 0)
-                w->recs[k++] = (rec_t){s->pid[i], s->key_h[i], 0, 0, (uint32_t)j};
-        }
+                w->recs[k++] = (rec_t){s->pid[i], s->key_h[i], 0, 0, i};
         rec_sort(w->recs, k);
         for (size_t g = 0; g < k;) {
             size_t e = g;
@@ -289,9 +282,9 @@ int one_trace(const spans_t *s, const uint32_t *idx, size_t m, scratch_t *w, tra
             g = e;
         }
         for (int q = 0; q < n_specs; q++)
-            if (trace_repeats(s, &specs[q], idx, m, w, w->children, n_children) < 0) return -1;
+            if (trace_repeats(s, &specs[q], w, w->children, n_children) < 0) return -1;
     }
-    PUT(out->tix, s->tix[idx[0]]);
+    PUT(out->tix, s->tix[0]);
     if (buf_put(&out->counts, counts, sizeof counts) < 0) return -1;
     if (buf_put(&out->dur, dur, sizeof dur) < 0) return -1;
     if (buf_put(&out->cov, cov, sizeof cov) < 0) return -1;

@@ -21,7 +21,8 @@ REPEAT_KINDS = {"n_plus_one_query", "repeated_query", "n_plus_one_cache", "n_plu
 #: span in flight) whatever the window size. Traces go to chunks by their first span's
 #: ``otel_traces`` rowid (equal rowid ranges), so a chunk's spans lie in one stretch of rowids and
 #: its scan of ``span_facts`` skips the rest of the table (zone maps); a trace whose spans arrived
-#: far apart only widens its chunk's stretch. 10 M spans in 4 chunks peak at ~1.6 GB RSS with memory_limit 1500MB.
+#: far apart only widens its chunk's stretch. 10 M spans in 4 chunks peak at ~1.7 GB RSS (the bench,
+#: with the memory_limit of 1500MB that `tracehound analyze` sets).
 CHUNK_SPANS = 3_000_000
 
 
@@ -32,11 +33,12 @@ def run_pass(
 
     Phase 1 (per trace: summaries and the per-trace detectors) runs over chunks of traces of about
     :data:`CHUNK_SPANS` spans each (summaries and repeat groups; ``consecutive_http``, which reads
-    only slow HTTP calls, runs once over every trace after the last chunk); phase 2 (the windowed detectors) runs once over all the selected
-    traces, reading their spans through a view of ``span_facts``. Then, in one transaction, replaces
-    those traces' ``trace_summaries`` rows (if ``summaries``; otherwise the stored summaries are read
-    back instead of recomputing exclusive times) and their occurrences of ``kinds``, and refreshes
-    every finding touched. Returns the touched finding ids.
+    only slow HTTP calls, runs once over every trace after the last chunk); phase 2 (the windowed
+    detectors) runs once over all the selected traces, reading their spans through a view of
+    ``span_facts``. Then, in one transaction, replaces those traces' ``trace_summaries`` rows (if
+    ``summaries``; otherwise the stored summaries are read back instead of recomputing exclusive
+    times) and their occurrences of ``kinds``, and refreshes every finding touched. Returns the
+    touched finding ids.
     """
     # Nothing here depends on the order rows are written in (every ordered result says ORDER BY), and
     # without it DuckDB writes temp tables and inserts in parallel. Only for this cursor's session.
